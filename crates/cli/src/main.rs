@@ -1,0 +1,486 @@
+//! The `tollgate` command: serve the gateway, manage organizations and keys
+//! through a running server's admin API, check configuration.
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tollgate_gateway::{Clock, Config, Listeners, SystemClock, demo};
+
+/// Exit status for configuration errors (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "A payment-gated API gateway for trading APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage organizations through a running gateway's admin API.
+    Org {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Manage API keys through a running gateway's admin API.
+    Key {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Configuration file.
+    #[arg(long, env = "TOLLGATE_CONFIG", default_value = "tollgate.toml")]
+    config: PathBuf,
+    /// Run a self-contained demo: built-in trading API upstream, fresh SQLite
+    /// file, a seeded org and key. Ignores --config.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load and validate a configuration file (and TOLLGATE_* overrides).
+    Check {
+        /// Configuration file.
+        #[arg(long, env = "TOLLGATE_CONFIG", default_value = "tollgate.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AdminArgs {
+    /// Base URL of the gateway's admin listener.
+    #[arg(
+        long,
+        global = true,
+        env = "TOLLGATE_ADMIN_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    admin_url: String,
+    /// Admin token.
+    #[arg(
+        long,
+        global = true,
+        env = "TOLLGATE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create an organization.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Plan, as named in the gateway's configuration.
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// List organizations.
+    List {
+        /// Page size (1-1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Start after this org id.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show one organization.
+    Get { id: String },
+    /// Suspend: every key of the org is refused from the next request on.
+    Suspend { id: String },
+    /// Activate a suspended organization.
+    Activate { id: String },
+    /// Assign a plan (or remove it with --none).
+    SetPlan {
+        id: String,
+        /// Plan name.
+        plan: Option<String>,
+        /// Remove the plan.
+        #[arg(long, conflicts_with = "plan")]
+        none: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create a key; the full key is printed once.
+    Create {
+        /// Owning organization id.
+        #[arg(long)]
+        org: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Allowed product (repeat for several; "*" for all, the default).
+        #[arg(long = "product")]
+        products: Vec<String>,
+        /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List an organization's keys (never their secrets).
+    List {
+        /// Organization id.
+        #[arg(long)]
+        org: String,
+    },
+    /// Show one key.
+    Get { id: String },
+    /// Revoke a key: refused from the next request on.
+    Revoke { id: String },
+    /// Give a key a new secret; the old one keeps working for the overlap.
+    Rotate {
+        id: String,
+        /// Seconds the old secret stays valid (default from the gateway's config).
+        #[arg(long)]
+        overlap_seconds: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) if args.demo => serve_demo().await,
+        Command::Serve(args) => serve(args.config).await,
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => Ok(check_config(&config)),
+        Command::Org { admin, command } => org(&AdminClient::new(admin)?, command).await,
+        Command::Key { admin, command } => key(&AdminClient::new(admin)?, command).await,
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!(
+                "ok: {} ({} routes, {} products, {} plans)",
+                path.display(),
+                config.routes.len(),
+                config.products.len(),
+                config.plans.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {}: {error}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn print_listening(listeners: &Listeners) -> anyhow::Result<()> {
+    println!("ingress listening on http://{}", listeners.ingress_addr()?);
+    println!("admin listening on http://{}", listeners.admin_addr()?);
+    Ok(())
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {}: {error}", path.display());
+            eprintln!("hint: `tollgate serve --demo` runs without a configuration file");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    if config.admin.token.is_none() {
+        eprintln!(
+            "error: admin.token is not set: set it in {} or TOLLGATE_ADMIN_TOKEN",
+            path.display()
+        );
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let listeners = Listeners::bind(&config).await?;
+    print_listening(&listeners)?;
+    tollgate_gateway::run(config, listeners, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve_demo() -> anyhow::Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let sqlite = dir.join("tollgate.db");
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let upstream_addr = upstream.local_addr()?;
+    tokio::spawn(demo::serve_upstream(upstream));
+    let config = match demo::config(upstream_addr, &sqlite, demo::admin_token()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let listeners = Listeners::bind(&config).await.context(
+        "is another tollgate running? Pick other ports with TOLLGATE_INGRESS__LISTEN and TOLLGATE_ADMIN__LISTEN",
+    )?;
+    let seeded = demo::seed(&sqlite, SystemClock.now()).await?;
+    let ingress = listeners.ingress_addr()?;
+    let admin = listeners.admin_addr()?;
+    let token = config.admin.token.clone().unwrap_or_default();
+    print_listening(&listeners)?;
+    println!("demo upstream: http://{upstream_addr} (built-in trading API)");
+    println!("demo store: {}", sqlite.display());
+    println!("demo org: {}", seeded.org_id);
+    println!("demo key: {}", seeded.key);
+    println!("admin token: {token}");
+    println!();
+    println!("Try:");
+    println!(
+        "  curl -i 'http://{ingress}/v1/ticker?symbol=BTC-USD' -H 'Authorization: Bearer {}'",
+        seeded.key
+    );
+    println!(
+        "  curl -i -X POST http://{ingress}/v1/orders -H 'X-API-Key: {}' -H 'Content-Type: application/json' -d '{{\"symbol\":\"BTC-USD\",\"side\":\"buy\",\"qty\":\"0.01\",\"price\":\"64000\"}}'",
+        seeded.key
+    );
+    println!("  curl -i 'http://{ingress}/v1/ticker'   # no key: 401 problem+json");
+    println!(
+        "  curl -s http://{admin}/admin/v1/orgs/{} -H 'Authorization: Bearer {token}'",
+        seeded.org_id
+    );
+    println!();
+    println!("Press Ctrl-C to stop.");
+    let result = tollgate_gateway::run(config, listeners, shutdown_signal()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Talks to a running gateway's admin API.
+struct AdminClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    fn new(args: AdminArgs) -> anyhow::Result<Self> {
+        let Some(token) = args.admin_token else {
+            bail!("the admin token is required: pass --admin-token or set TOLLGATE_ADMIN_TOKEN");
+        };
+        Ok(AdminClient {
+            base: args.admin_url.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}/admin/v1{path}", self.base);
+        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
+            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+            bail!("{status}: {code}: {detail}");
+        }
+        Ok(value)
+    }
+}
+
+fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn org(client: &AdminClient, command: OrgCommand) -> anyhow::Result<ExitCode> {
+    use reqwest::Method;
+    let value = match command {
+        OrgCommand::Create { name, plan } => {
+            client
+                .call(
+                    Method::POST,
+                    "/orgs",
+                    Some(json!({ "name": name, "plan": plan })),
+                )
+                .await?
+        }
+        OrgCommand::List { limit, after } => {
+            let mut query = Vec::new();
+            if let Some(limit) = limit {
+                query.push(format!("limit={limit}"));
+            }
+            if let Some(after) = after {
+                query.push(format!("after={after}"));
+            }
+            let suffix = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", query.join("&"))
+            };
+            client
+                .call(Method::GET, &format!("/orgs{suffix}"), None)
+                .await?
+        }
+        OrgCommand::Get { id } => {
+            client
+                .call(Method::GET, &format!("/orgs/{id}"), None)
+                .await?
+        }
+        OrgCommand::Suspend { id } => {
+            client
+                .call(Method::POST, &format!("/orgs/{id}/suspend"), None)
+                .await?
+        }
+        OrgCommand::Activate { id } => {
+            client
+                .call(Method::POST, &format!("/orgs/{id}/activate"), None)
+                .await?
+        }
+        OrgCommand::SetPlan { id, plan, none } => {
+            if plan.is_none() && !none {
+                bail!("name a plan, or pass --none to remove it");
+            }
+            client
+                .call(
+                    Method::PUT,
+                    &format!("/orgs/{id}/plan"),
+                    Some(json!({ "plan": plan })),
+                )
+                .await?
+        }
+    };
+    print_json(&value)
+}
+
+async fn key(client: &AdminClient, command: KeyCommand) -> anyhow::Result<ExitCode> {
+    use reqwest::Method;
+    let value = match command {
+        KeyCommand::Create {
+            org,
+            name,
+            products,
+            expires_at,
+        } => {
+            let products = if products.is_empty() {
+                None
+            } else {
+                Some(products)
+            };
+            let body = json!({ "name": name, "products": products, "expires_at": expires_at });
+            let value = client
+                .call(Method::POST, &format!("/orgs/{org}/keys"), Some(body))
+                .await?;
+            eprintln!("Store the key now: it is not shown again.");
+            value
+        }
+        KeyCommand::List { org } => {
+            client
+                .call(Method::GET, &format!("/orgs/{org}/keys"), None)
+                .await?
+        }
+        KeyCommand::Get { id } => {
+            client
+                .call(Method::GET, &format!("/keys/{id}"), None)
+                .await?
+        }
+        KeyCommand::Revoke { id } => {
+            client
+                .call(Method::POST, &format!("/keys/{id}/revoke"), None)
+                .await?
+        }
+        KeyCommand::Rotate {
+            id,
+            overlap_seconds,
+        } => {
+            let value = client
+                .call(
+                    Method::POST,
+                    &format!("/keys/{id}/rotate"),
+                    Some(json!({ "overlap_seconds": overlap_seconds })),
+                )
+                .await?;
+            eprintln!("Store the new key now: it is not shown again.");
+            value
+        }
+    };
+    print_json(&value)
+}

@@ -1,0 +1,21 @@
+//! Pure decisions of the tollgate gateway.
+//!
+//! This crate owns the rules: identifiers and their formats, API-key parsing and
+//! secret hashing, route matching, the access decision for a key and its
+//! organization, and the stable rejection codes every other crate reports.
+//!
+//! It does no I/O, starts no runtime and never reads a clock: every function
+//! that depends on time takes `now` as an argument, and every function that
+//! needs randomness takes the random bytes as an argument. That keeps each
+//! rule testable with plain values and shared by every backend.
+
+pub mod access;
+pub mod api_key;
+pub mod encoding;
+pub mod ids;
+pub mod reject;
+pub mod route;
+pub mod time;
+
+pub use reject::Rejection;
+pub use time::UnixMillis;

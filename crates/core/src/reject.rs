@@ -1,0 +1,133 @@
+//! Every reason the gateway refuses a request, with its stable `code`.
+//!
+//! The codes are a public contract: clients branch on them, so a code is never
+//! renamed or reused. `docs/errors.md` lists each one; a test checks that the
+//! list and this enum agree.
+
+/// A refusal. `code()` is what clients see in the problem+json body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// The path matches no configured route.
+    RouteNotFound,
+    /// The path matches a route, but not with this method.
+    MethodNotAllowed,
+    /// The request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The request's header section is larger than the configured limit.
+    HeaderTooLarge,
+    /// No API key in `Authorization: Bearer` or `X-API-Key`.
+    MissingApiKey,
+    /// Malformed key, unknown key id or wrong secret: one answer for all three.
+    InvalidApiKey,
+    /// The key was revoked.
+    ApiKeyRevoked,
+    /// The key is past its expiry.
+    ApiKeyExpired,
+    /// The key's organization is suspended.
+    OrgSuspended,
+    /// The key is not allowed to call this route's product.
+    ProductNotAllowed,
+    /// The organization's plan does not open this route's product.
+    ProductNotInPlan,
+    /// The upstream refused the connection or failed mid-request.
+    UpstreamUnavailable,
+    /// The upstream did not answer within the configured timeout.
+    UpstreamTimeout,
+}
+
+impl Rejection {
+    /// Every rejection, for documentation checks and metrics pre-registration.
+    pub const ALL: [Rejection; 13] = [
+        Rejection::RouteNotFound,
+        Rejection::MethodNotAllowed,
+        Rejection::PayloadTooLarge,
+        Rejection::HeaderTooLarge,
+        Rejection::MissingApiKey,
+        Rejection::InvalidApiKey,
+        Rejection::ApiKeyRevoked,
+        Rejection::ApiKeyExpired,
+        Rejection::OrgSuspended,
+        Rejection::ProductNotAllowed,
+        Rejection::ProductNotInPlan,
+        Rejection::UpstreamUnavailable,
+        Rejection::UpstreamTimeout,
+    ];
+
+    /// The stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::RouteNotFound => "route_not_found",
+            Rejection::MethodNotAllowed => "method_not_allowed",
+            Rejection::PayloadTooLarge => "payload_too_large",
+            Rejection::HeaderTooLarge => "request_header_too_large",
+            Rejection::MissingApiKey => "missing_api_key",
+            Rejection::InvalidApiKey => "invalid_api_key",
+            Rejection::ApiKeyRevoked => "api_key_revoked",
+            Rejection::ApiKeyExpired => "api_key_expired",
+            Rejection::OrgSuspended => "org_suspended",
+            Rejection::ProductNotAllowed => "product_not_allowed",
+            Rejection::ProductNotInPlan => "product_not_in_plan",
+            Rejection::UpstreamUnavailable => "upstream_unavailable",
+            Rejection::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// The HTTP status that carries it.
+    pub fn status(self) -> u16 {
+        match self {
+            Rejection::RouteNotFound => 404,
+            Rejection::MethodNotAllowed => 405,
+            Rejection::PayloadTooLarge => 413,
+            Rejection::HeaderTooLarge => 431,
+            Rejection::MissingApiKey | Rejection::InvalidApiKey => 401,
+            Rejection::ApiKeyRevoked
+            | Rejection::ApiKeyExpired
+            | Rejection::OrgSuspended
+            | Rejection::ProductNotAllowed
+            | Rejection::ProductNotInPlan => 403,
+            Rejection::UpstreamUnavailable => 502,
+            Rejection::UpstreamTimeout => 504,
+        }
+    }
+
+    /// A short human title; the same for every occurrence of the code.
+    pub fn title(self) -> &'static str {
+        match self {
+            Rejection::RouteNotFound => "No route matches this path",
+            Rejection::MethodNotAllowed => "Method not allowed on this route",
+            Rejection::PayloadTooLarge => "Request body too large",
+            Rejection::HeaderTooLarge => "Request header section too large",
+            Rejection::MissingApiKey => "API key missing",
+            Rejection::InvalidApiKey => "API key invalid",
+            Rejection::ApiKeyRevoked => "API key revoked",
+            Rejection::ApiKeyExpired => "API key expired",
+            Rejection::OrgSuspended => "Organization suspended",
+            Rejection::ProductNotAllowed => "Product not allowed for this key",
+            Rejection::ProductNotInPlan => "Product not included in the plan",
+            Rejection::UpstreamUnavailable => "Upstream unavailable",
+            Rejection::UpstreamTimeout => "Upstream timed out",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_snake_case() {
+        let codes: HashSet<_> = Rejection::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), Rejection::ALL.len());
+        for code in codes {
+            assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+
+    #[test]
+    fn statuses_are_client_or_gateway_errors() {
+        for r in Rejection::ALL {
+            assert!((400..600).contains(&r.status()), "{r:?}");
+        }
+    }
+}

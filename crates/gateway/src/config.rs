@@ -1,0 +1,464 @@
+//! `tollgate.toml`: static configuration, with every setting overridable by a
+//! `TOLLGATE_*` environment variable.
+//!
+//! Environment variables name a setting by its path with `__` between levels:
+//! `TOLLGATE_INGRESS__LISTEN=0.0.0.0:8080` sets `ingress.listen`. One alias is
+//! kept because operators expect it: `TOLLGATE_ADMIN_TOKEN` sets `admin.token`.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tollgate_core::access::ProductScope;
+use tollgate_core::route::{PathPattern, Route, RouteClass, RouteTable};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The client-facing listener.
+    pub ingress: IngressConfig,
+    /// The operator-facing listener.
+    pub admin: AdminConfig,
+    /// Where allowed requests go.
+    pub upstream: UpstreamConfig,
+    /// The durable store.
+    pub store: StoreConfig,
+    /// API key settings.
+    pub keys: KeysConfig,
+    /// Products by name.
+    pub products: BTreeMap<String, ProductConfig>,
+    /// Plans by name.
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// Routes, tried in order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[ingress]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request header section accepted (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// A client that has not sent a complete header section within this time is cut off.
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to listen on. Keep it on loopback or a private network.
+    pub listen: SocketAddr,
+    /// Bearer token for `/admin/v1/*`. Required; `TOLLGATE_ADMIN_TOKEN` sets it.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            token: None,
+        }
+    }
+}
+
+/// `[upstream]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Base URL, `http://host:port` with an optional path prefix.
+    pub url: String,
+    /// Time allowed to open a TCP connection.
+    pub connect_timeout_ms: u64,
+    /// Time allowed from sending the request to receiving the response head.
+    pub request_timeout_ms: u64,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout_ms: u64,
+    /// Idle connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: String::new(),
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 30_000,
+            pool_idle_timeout_ms: 90_000,
+            pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite database file; created if missing.
+    pub sqlite_path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            sqlite_path: PathBuf::from("tollgate.db"),
+        }
+    }
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// How long the old secret keeps working after a rotation, unless the
+    /// rotate call says otherwise.
+    pub rotation_overlap_seconds: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            rotation_overlap_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// `[products.<name>]`
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProductConfig {
+    /// Shown in listings.
+    pub description: String,
+}
+
+/// `[plans.<name>]`
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanConfig {
+    /// Products the plan opens; `["*"]` (the default) opens all.
+    pub products: Vec<String>,
+}
+
+/// `[[routes]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Path pattern, e.g. `/v1/orders/{id}`.
+    pub path: String,
+    /// Methods; empty or absent means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Product name, declared under `[products]`.
+    pub product: String,
+    /// `read` or `write`.
+    pub class: RouteClass,
+}
+
+/// Why configuration was refused. Each message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or parsed.
+    #[error("{0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A setting has an invalid value.
+    #[error("{setting}: {problem}")]
+    Invalid {
+        /// Dotted path of the setting.
+        setting: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The environment layer: `TOLLGATE_SECTION__KEY` and the `TOLLGATE_ADMIN_TOKEN` alias.
+fn env_layer(figment: Figment) -> Figment {
+    figment
+        .merge(
+            Env::prefixed("TOLLGATE_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        )
+        .merge(
+            Env::raw()
+                .only(&["TOLLGATE_ADMIN_TOKEN"])
+                .map(|_| "admin.token".into()),
+        )
+}
+
+impl Config {
+    /// Loads `path` (which must exist), then the environment, then validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(invalid(
+                "--config",
+                format!("file {} does not exist", path.display()),
+            ));
+        }
+        Self::from_figment(Figment::from(Toml::file_exact(path)))
+    }
+
+    /// Parses TOML text, then the environment, then validates.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(text)))
+    }
+
+    /// Parses TOML text alone, ignoring the environment.
+    pub fn from_toml_str_without_env(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::from(Toml::string(text)).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_figment(base: Figment) -> Result<Config, ConfigError> {
+        let config: Config = env_layer(base).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every cross-reference and bound. Called by every loader; call it
+    /// again after changing a loaded config by hand.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.ingress.max_header_bytes < 1024 {
+            return Err(invalid("ingress.max_header_bytes", "must be at least 1024"));
+        }
+        if self.ingress.header_read_timeout_ms == 0 {
+            return Err(invalid(
+                "ingress.header_read_timeout_ms",
+                "must be positive",
+            ));
+        }
+        if let Some(token) = &self.admin.token
+            && token.len() < 16
+        {
+            return Err(invalid("admin.token", "must be at least 16 characters"));
+        }
+        self.upstream_base()?;
+        for (setting, value) in [
+            (
+                "upstream.connect_timeout_ms",
+                self.upstream.connect_timeout_ms,
+            ),
+            (
+                "upstream.request_timeout_ms",
+                self.upstream.request_timeout_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(setting, "must be positive"));
+            }
+        }
+        for (name, plan) in &self.plans {
+            for product in &plan.products {
+                if product != "*" && !self.products.contains_key(product) {
+                    return Err(invalid(
+                        format!("plans.{name}.products"),
+                        format!("unknown product {product:?}; declare it under [products]"),
+                    ));
+                }
+            }
+        }
+        self.route_table()?;
+        Ok(())
+    }
+
+    /// The upstream base URL split into authority and path prefix.
+    pub fn upstream_base(&self) -> Result<UpstreamBase, ConfigError> {
+        let url = self.upstream.url.trim();
+        if url.is_empty() {
+            return Err(invalid(
+                "upstream.url",
+                "not set; e.g. url = \"http://127.0.0.1:9000\" (or TOLLGATE_UPSTREAM__URL)",
+            ));
+        }
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| invalid("upstream.url", format!("{url:?} is not a URL: {e}")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(invalid(
+                    "upstream.url",
+                    "https upstreams are not supported yet; put the upstream on loopback or a private network",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "upstream.url",
+                    format!("{url:?} must start with http://"),
+                ));
+            }
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| invalid("upstream.url", format!("{url:?} has no host")))?
+            .clone();
+        if uri.query().is_some() {
+            return Err(invalid("upstream.url", "must not contain a query"));
+        }
+        let prefix = uri.path().trim_end_matches('/').to_owned();
+        Ok(UpstreamBase { authority, prefix })
+    }
+
+    /// Compiles `[[routes]]` into a table, checking patterns, methods and products.
+    pub fn route_table(&self) -> Result<RouteTable, ConfigError> {
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (i, route) in self.routes.iter().enumerate() {
+            let setting = format!("routes[{i}]");
+            let pattern = PathPattern::parse(&route.path)
+                .map_err(|e| invalid(format!("{setting}.path"), e.to_string()))?;
+            let mut methods = Vec::new();
+            for method in &route.methods {
+                let upper = method.to_ascii_uppercase();
+                if http::Method::from_bytes(upper.as_bytes()).is_err() {
+                    return Err(invalid(
+                        format!("{setting}.methods"),
+                        format!("{method:?} is not an HTTP method"),
+                    ));
+                }
+                methods.push(upper);
+            }
+            if !self.products.contains_key(&route.product) {
+                return Err(invalid(
+                    format!("{setting}.product"),
+                    format!(
+                        "unknown product {:?}; declare it under [products]",
+                        route.product
+                    ),
+                ));
+            }
+            routes.push(Route {
+                pattern,
+                methods,
+                product: route.product.clone(),
+                class: route.class,
+            });
+        }
+        Ok(RouteTable::new(routes))
+    }
+
+    /// The products a plan opens, `None` if the plan opens all of them.
+    pub fn plan_scope(&self, plan: &str) -> Option<ProductScope> {
+        let plan = self.plans.get(plan)?;
+        match ProductScope::from_list(&plan.products) {
+            ProductScope::Only(list) if !plan.products.is_empty() => Some(ProductScope::Only(list)),
+            _ => None,
+        }
+    }
+
+    /// `ingress.header_read_timeout_ms` as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.ingress.header_read_timeout_ms)
+    }
+}
+
+/// The upstream's authority and path prefix, ready to build request URIs.
+#[derive(Debug, Clone)]
+pub struct UpstreamBase {
+    /// `host:port`
+    pub authority: http::uri::Authority,
+    /// Path prefix without a trailing slash; empty for none.
+    pub prefix: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [upstream]
+        url = "http://127.0.0.1:9000"
+        [products.market-data]
+        [[routes]]
+        path = "/v1/ticker"
+        methods = ["get"]
+        product = "market-data"
+        class = "read"
+    "#;
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let config = Config::from_toml_str_without_env(MINIMAL).expect("valid");
+        assert_eq!(config.ingress.listen.port(), 8080);
+        assert_eq!(config.admin.listen.port(), 8081);
+        let table = config.route_table().expect("routes");
+        assert_eq!(table.routes()[0].methods, vec!["GET".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_references_are_named() {
+        let typo = format!("{MINIMAL}\n[ingres]\nlisten = \"127.0.0.1:1\"\n");
+        let err = Config::from_toml_str_without_env(&typo).expect_err("typo").to_string();
+        assert!(err.contains("ingres"), "{err}");
+
+        let bad_product = MINIMAL.replace("product = \"market-data\"", "product = \"nope\"");
+        let err = Config::from_toml_str_without_env(&bad_product)
+            .expect_err("product")
+            .to_string();
+        assert!(err.contains("routes[0].product"), "{err}");
+
+        let https = MINIMAL.replace("http://127", "https://127");
+        let err = Config::from_toml_str_without_env(&https)
+            .expect_err("https")
+            .to_string();
+        assert!(err.contains("upstream.url"), "{err}");
+
+        let bad_method = MINIMAL.replace("[\"get\"]", "[\"G T\"]");
+        let err = Config::from_toml_str_without_env(&bad_method)
+            .expect_err("method")
+            .to_string();
+        assert!(err.contains("routes[0].methods"), "{err}");
+    }
+
+    #[test]
+    fn upstream_prefix_is_kept() {
+        let mut config = Config::from_toml_str_without_env(MINIMAL).expect("valid");
+        config.upstream.url = "http://10.0.0.1:81/api/".into();
+        let base = config.upstream_base().expect("base");
+        assert_eq!(base.authority.as_str(), "10.0.0.1:81");
+        assert_eq!(base.prefix, "/api");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type
+    fn environment_overrides_files() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOLLGATE_INGRESS__LISTEN", "127.0.0.1:0");
+            jail.set_env("TOLLGATE_ADMIN_TOKEN", "from-the-environment-0123");
+            jail.set_env("TOLLGATE_ADMIN_URL", "ignored: not a setting");
+            let config = Config::from_toml_str(MINIMAL).expect("valid");
+            assert_eq!(config.ingress.listen.port(), 0);
+            assert_eq!(
+                config.admin.token.as_deref(),
+                Some("from-the-environment-0123")
+            );
+            Ok(())
+        });
+    }
+}

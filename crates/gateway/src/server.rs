@@ -1,0 +1,233 @@
+//! Starting and stopping a gateway: bind, serve, drain.
+
+use crate::admin::{self, AdminState};
+use crate::directory::Directory;
+use crate::ingress::Ingress;
+use crate::metrics::Metrics;
+use crate::pipeline::forward::ForwardSettings;
+use crate::{Clock, Config, SystemClock};
+use anyhow::Context as _;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tollgate_store::{SqliteStore, Store};
+
+/// How long in-flight requests get to finish after shutdown is asked for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes hyper buffers for a request head. Requests up to this size are
+/// measured by the limits step and refused with problem+json; beyond it hyper
+/// answers a bare 431 itself.
+fn hyper_head_buffer(max_header_bytes: usize) -> usize {
+    max_header_bytes.saturating_add(64 * 1024).max(8192)
+}
+
+/// The two listeners, bound by the caller (tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// Client-facing.
+    pub ingress: TcpListener,
+    /// Operator-facing.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses in `config`.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let ingress = TcpListener::bind(config.ingress.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on ingress.listen = {}",
+                    config.ingress.listen
+                )
+            })?;
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .with_context(|| format!("cannot listen on admin.listen = {}", config.admin.listen))?;
+        Ok(Listeners { ingress, admin })
+    }
+
+    /// Actual ingress address (useful with port 0).
+    pub fn ingress_addr(&self) -> std::io::Result<SocketAddr> {
+        self.ingress.local_addr()
+    }
+
+    /// Actual admin address.
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+}
+
+/// Runs a gateway on the system clock until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    run_with(config, listeners, Arc::new(SystemClock), shutdown).await
+}
+
+/// Runs a gateway with an injected clock until `shutdown` completes, then
+/// drains in-flight requests for up to ten seconds.
+pub async fn run_with(
+    config: Config,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let token = config
+        .admin
+        .token
+        .clone()
+        .context("admin.token is not set: set it in tollgate.toml or TOLLGATE_ADMIN_TOKEN")?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.store.sqlite_path)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open store.sqlite_path = {}",
+                    config.store.sqlite_path.display()
+                )
+            })?,
+    );
+    let directory = Arc::new(
+        Directory::load(store.as_ref())
+            .await
+            .context("cannot load keys and orgs")?,
+    );
+    let metrics = Arc::new(Metrics::new());
+    let config = Arc::new(config);
+
+    let ingress = Arc::new(build_ingress(&config, &directory, &clock, &metrics)?);
+    let admin_state = AdminState::new(
+        Arc::clone(&config),
+        store,
+        Arc::clone(&directory),
+        Arc::clone(&clock),
+        Arc::clone(&metrics),
+        token,
+    );
+    tracing::info!(
+        ingress = %listeners.ingress_addr()?,
+        admin = %listeners.admin_addr()?,
+        upstream = %config.upstream.url,
+        keys = directory.key_count(),
+        "tollgate serving"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(admin::serve(listeners.admin, admin_state, stop_rx.clone()));
+    let ingress_task = tokio::spawn(serve_ingress(
+        listeners.ingress,
+        ingress,
+        Arc::clone(&config),
+        stop_rx,
+    ));
+    shutdown.await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    let _ = ingress_task.await;
+    let _ = admin_task.await;
+    Ok(())
+}
+
+fn build_ingress(
+    config: &Config,
+    directory: &Arc<Directory>,
+    clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Ingress> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_millis(
+        config.upstream.connect_timeout_ms,
+    )));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_millis(config.upstream.pool_idle_timeout_ms))
+        .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector);
+    let plans = config
+        .plans
+        .keys()
+        .map(|name| (name.clone(), config.plan_scope(name)))
+        .collect();
+    Ok(Ingress {
+        routes: config.route_table()?,
+        plans,
+        directory: Arc::clone(directory),
+        clock: Arc::clone(clock),
+        client,
+        forward: ForwardSettings {
+            base: config.upstream_base()?,
+            request_timeout: Duration::from_millis(config.upstream.request_timeout_ms),
+            max_body_bytes: config.ingress.max_body_bytes,
+        },
+        metrics: Arc::clone(metrics),
+        max_header_bytes: config.ingress.max_header_bytes,
+        max_body_bytes: config.ingress.max_body_bytes,
+    })
+}
+
+async fn serve_ingress(
+    listener: TcpListener,
+    ingress: Arc<Ingress>,
+    config: Arc<Config>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout())
+        .max_buf_size(hyper_head_buffer(config.ingress.max_header_bytes))
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let ingress = Arc::clone(&ingress);
+                let service = service_fn(move |request| Arc::clone(&ingress).handle(request, remote));
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, %remote, "connection ended with an error");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after the drain timeout");
+    }
+}

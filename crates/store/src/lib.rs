@@ -1,0 +1,112 @@
+//! Storage for tollgate.
+//!
+//! This crate owns the [`Store`] trait, the one door through which the gateway
+//! reads and writes durable state (organizations and keys now; ledger, usage
+//! and idempotency records as those capabilities land), and its backends. The
+//! embedded default is SQLite in one file ([`SqliteStore`]): WAL journal,
+//! `synchronous=FULL`, foreign keys on, migrations applied at open.
+//!
+//! It is the only crate that imports `sqlx`. It holds no policy: the gateway
+//! decides, the store remembers. It never reads the clock; callers pass `now`.
+
+mod rows;
+mod sqlite;
+
+pub use rows::{KeyRow, OrgRow};
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use tollgate_core::access::{KeyStatus, OrgStatus};
+use tollgate_core::api_key::SecretHash;
+use tollgate_core::ids::{KeyId, OrgId};
+use tollgate_core::time::UnixMillis;
+
+/// A storage failure. The gateway answers these with a 5xx and logs them; the
+/// text never reaches a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed an operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration could not be applied.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row holds something this version cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// An insert hit an existing primary key.
+    #[error("duplicate id {0}")]
+    Duplicate(String),
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Durable state behind the gateway. Every backend passes the same
+/// conformance tests (`tests/conformance.rs`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Inserts a new organization.
+    async fn create_org(&self, org: &OrgRow) -> StoreResult<()>;
+    /// One organization.
+    async fn get_org(&self, id: &OrgId) -> StoreResult<Option<OrgRow>>;
+    /// Organizations ordered by id, after `after`, at most `limit`.
+    async fn list_orgs(&self, after: Option<&OrgId>, limit: u32) -> StoreResult<Vec<OrgRow>>;
+    /// Sets the status; returns the updated row, or `None` if no such org.
+    async fn set_org_status(
+        &self,
+        id: &OrgId,
+        status: OrgStatus,
+        now: UnixMillis,
+    ) -> StoreResult<Option<OrgRow>>;
+    /// Sets (or clears) the plan; returns the updated row.
+    async fn set_org_plan(
+        &self,
+        id: &OrgId,
+        plan: Option<&str>,
+        now: UnixMillis,
+    ) -> StoreResult<Option<OrgRow>>;
+
+    /// Inserts a new key. The org must exist.
+    async fn create_key(&self, key: &KeyRow) -> StoreResult<()>;
+    /// One key.
+    async fn get_key(&self, id: &KeyId) -> StoreResult<Option<KeyRow>>;
+    /// The keys of one organization, ordered by id.
+    async fn list_keys(&self, org: &OrgId) -> StoreResult<Vec<KeyRow>>;
+    /// Marks a key revoked; returns the updated row. Revoking twice keeps the
+    /// first revocation time.
+    async fn revoke_key(&self, id: &KeyId, now: UnixMillis) -> StoreResult<Option<KeyRow>>;
+    /// Replaces an active key's secret; the old secret stays valid until
+    /// `previous_valid_until`. Returns `None` if the key does not exist or is
+    /// revoked.
+    async fn rotate_key(
+        &self,
+        id: &KeyId,
+        new_secret: SecretHash,
+        previous_valid_until: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<Option<KeyRow>>;
+
+    /// Every organization, for building the in-memory snapshot.
+    async fn all_orgs(&self) -> StoreResult<Vec<OrgRow>>;
+    /// Every key, for building the in-memory snapshot.
+    async fn all_keys(&self) -> StoreResult<Vec<KeyRow>>;
+}
+
+/// Statuses as stored.
+pub(crate) fn org_status_text(status: OrgStatus) -> &'static str {
+    match status {
+        OrgStatus::Active => "active",
+        OrgStatus::Suspended => "suspended",
+    }
+}
+
+pub(crate) fn key_status_text(status: KeyStatus) -> &'static str {
+    match status {
+        KeyStatus::Active => "active",
+        KeyStatus::Revoked => "revoked",
+    }
+}

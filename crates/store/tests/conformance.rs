@@ -1,0 +1,172 @@
+//! Behaviour every `Store` backend must show. Runs against a real SQLite file.
+
+use tollgate_core::access::{KeyStatus, OrgStatus};
+use tollgate_core::api_key::SecretHash;
+use tollgate_core::ids::{KeyId, OrgId};
+use tollgate_core::time::UnixMillis;
+use tollgate_store::{KeyRow, OrgRow, SqliteStore, Store, StoreError};
+
+fn org(n: u8) -> OrgRow {
+    OrgRow {
+        id: OrgId::from_random([n; 10]),
+        name: format!("org {n}"),
+        status: OrgStatus::Active,
+        plan: None,
+        created_at: UnixMillis(1_000),
+        updated_at: UnixMillis(1_000),
+    }
+}
+
+fn key(n: u8, org: &OrgId) -> KeyRow {
+    let id = KeyId::from_random([n; 10]);
+    KeyRow {
+        secret_hash: SecretHash::of(id.as_str(), "secret"),
+        id,
+        org_id: org.clone(),
+        name: format!("key {n}"),
+        products: vec!["market-data".into()],
+        status: KeyStatus::Active,
+        expires_at: Some(UnixMillis(9_000)),
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        created_at: UnixMillis(1_000),
+        updated_at: UnixMillis(1_000),
+        revoked_at: None,
+    }
+}
+
+async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("t.db"))
+        .await
+        .expect("open");
+    (dir, store)
+}
+
+#[tokio::test]
+async fn orgs_round_trip_and_change() {
+    let (_dir, store) = sqlite().await;
+    store.ping().await.expect("ping");
+    let a = org(1);
+    store.create_org(&a).await.expect("create");
+    assert!(matches!(
+        store.create_org(&a).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(store.get_org(&a.id).await.expect("get"), Some(a.clone()));
+
+    let suspended = store
+        .set_org_status(&a.id, OrgStatus::Suspended, UnixMillis(2_000))
+        .await
+        .expect("suspend")
+        .expect("exists");
+    assert_eq!(suspended.status, OrgStatus::Suspended);
+    assert_eq!(suspended.updated_at, UnixMillis(2_000));
+    let planned = store
+        .set_org_plan(&a.id, Some("pro"), UnixMillis(3_000))
+        .await
+        .expect("plan")
+        .expect("exists");
+    assert_eq!(planned.plan.as_deref(), Some("pro"));
+    let missing = OrgId::from_random([99; 10]);
+    assert_eq!(
+        store
+            .set_org_status(&missing, OrgStatus::Active, UnixMillis(1))
+            .await
+            .expect("ok"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn org_listing_pages_by_id() {
+    let (_dir, store) = sqlite().await;
+    for n in 1..=5 {
+        store.create_org(&org(n)).await.expect("create");
+    }
+    let first = store.list_orgs(None, 2).await.expect("list");
+    assert_eq!(first.len(), 2);
+    let rest = store.list_orgs(Some(&first[1].id), 10).await.expect("list");
+    assert_eq!(rest.len(), 3);
+    assert!(rest.iter().all(|o| o.id > first[1].id));
+    assert_eq!(store.all_orgs().await.expect("all").len(), 5);
+}
+
+#[tokio::test]
+async fn keys_need_their_org_and_round_trip() {
+    let (_dir, store) = sqlite().await;
+    let a = org(1);
+    let orphan = key(1, &a.id);
+    assert!(
+        store.create_key(&orphan).await.is_err(),
+        "foreign key enforced"
+    );
+    store.create_org(&a).await.expect("org");
+    store.create_key(&orphan).await.expect("key");
+    assert_eq!(
+        store.get_key(&orphan.id).await.expect("get"),
+        Some(orphan.clone())
+    );
+    assert_eq!(
+        store.list_keys(&a.id).await.expect("list"),
+        vec![orphan.clone()]
+    );
+    assert_eq!(store.all_keys().await.expect("all").len(), 1);
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_hash_for_the_overlap_and_revocation_is_final() {
+    let (_dir, store) = sqlite().await;
+    let a = org(1);
+    store.create_org(&a).await.expect("org");
+    let k = key(2, &a.id);
+    store.create_key(&k).await.expect("key");
+    let new_hash = SecretHash::of(k.id.as_str(), "new");
+    let rotated = store
+        .rotate_key(&k.id, new_hash, UnixMillis(5_000), UnixMillis(2_000))
+        .await
+        .expect("rotate")
+        .expect("active key");
+    assert_eq!(rotated.secret_hash, new_hash);
+    assert_eq!(rotated.previous_secret_hash, Some(k.secret_hash));
+    assert_eq!(rotated.previous_secret_expires_at, Some(UnixMillis(5_000)));
+
+    let revoked = store
+        .revoke_key(&k.id, UnixMillis(3_000))
+        .await
+        .expect("revoke")
+        .expect("exists");
+    assert_eq!(revoked.status, KeyStatus::Revoked);
+    assert_eq!(revoked.revoked_at, Some(UnixMillis(3_000)));
+    let again = store
+        .revoke_key(&k.id, UnixMillis(4_000))
+        .await
+        .expect("revoke")
+        .expect("exists");
+    assert_eq!(
+        again.revoked_at,
+        Some(UnixMillis(3_000)),
+        "first revocation time kept"
+    );
+    assert_eq!(
+        store
+            .rotate_key(&k.id, new_hash, UnixMillis(9_000), UnixMillis(4_000))
+            .await
+            .expect("ok"),
+        None,
+        "a revoked key cannot be rotated back to life"
+    );
+}
+
+#[tokio::test]
+async fn data_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let a = org(7);
+    {
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.create_org(&a).await.expect("org");
+    }
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(store.get_org(&a.id).await.expect("get"), Some(a));
+}

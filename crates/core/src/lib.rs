@@ -9,6 +9,8 @@
 //! needs randomness takes the random bytes as an argument. That keeps each
 //! rule testable with plain values and shared by every backend.
 
+#![deny(clippy::disallowed_methods)]
+
 pub mod access;
 pub mod api_key;
 pub mod encoding;

@@ -231,7 +231,9 @@ impl Config {
 
     /// Parses TOML text alone, ignoring the environment.
     pub fn from_toml_str_without_env(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = Figment::from(Toml::string(text)).extract().map_err(Box::new)?;
+        let config: Config = Figment::from(Toml::string(text))
+            .extract()
+            .map_err(Box::new)?;
         config.validate()?;
         Ok(config)
     }
@@ -414,7 +416,9 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_references_are_named() {
         let typo = format!("{MINIMAL}\n[ingres]\nlisten = \"127.0.0.1:1\"\n");
-        let err = Config::from_toml_str_without_env(&typo).expect_err("typo").to_string();
+        let err = Config::from_toml_str_without_env(&typo)
+            .expect_err("typo")
+            .to_string();
         assert!(err.contains("ingres"), "{err}");
 
         let bad_product = MINIMAL.replace("product = \"market-data\"", "product = \"nope\"");

@@ -46,7 +46,9 @@ pub(crate) struct CreateOrg {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SetPlan {
-    plan: Option<String>,
+    /// Required: a plan name, or null to remove the plan. A missing field is
+    /// an error rather than a silent removal.
+    plan: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,7 +185,12 @@ pub(crate) async fn set_plan(
 ) -> AdminResult<Json<OrgView>> {
     let id = parse_org_id(&id)?;
     let Json(body) = body?;
-    let plan = check_plan(&state, body.plan)?;
+    let plan = match body.plan {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(name) => Some(name),
+        _ => return Err(AdminError::invalid("plan must be a plan name or null")),
+    };
+    let plan = check_plan(&state, plan)?;
     let row = found(
         state
             .store

@@ -1,0 +1,261 @@
+//! The built `tollgate` binary, run as a user would: the demo, the CLI against
+//! a running server's admin API, and `config check`.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+/// A `tollgate serve --demo` child on system-chosen ports.
+struct Demo {
+    child: Child,
+    ingress: String,
+    admin: String,
+    key: String,
+    token: String,
+    org: String,
+    store: std::path::PathBuf,
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--demo"])
+            .env("TOLLGATE_INGRESS__LISTEN", "127.0.0.1:0")
+            .env("TOLLGATE_ADMIN__LISTEN", "127.0.0.1:0")
+            .env_remove("TOLLGATE_ADMIN_TOKEN")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tollgate");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("demo printed its banner in time");
+            let done = line.starts_with("Press Ctrl-C");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        let field = |prefix: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("no line starting {prefix:?} in {lines:#?}"))
+                .trim()
+                .to_owned()
+        };
+        let banner = lines.join("\n");
+        let demo = Demo {
+            ingress: field("ingress listening on "),
+            admin: field("admin listening on "),
+            key: field("demo key: "),
+            token: field("admin token: "),
+            org: field("demo org: "),
+            store: field("demo store: ").into(),
+            child,
+        };
+        assert!(
+            banner.contains("curl"),
+            "ready-to-paste curl commands: {banner}"
+        );
+        demo
+    }
+
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(BIN)
+            .args(args)
+            .env("TOLLGATE_ADMIN_URL", &self.admin)
+            .env("TOLLGATE_ADMIN_TOKEN", &self.token)
+            .output()
+            .expect("run cli");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Demo {
+    /// SIGTERM, as a service manager would send: the demo drains, removes its
+    /// temporary store and exits 0.
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "demo did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status:?}");
+        assert!(!self.store.exists(), "temporary store removed");
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn get(url: &str, key: Option<&str>) -> (u16, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn demo_serves_the_trading_api_and_the_cli_manages_it() {
+    let demo = Demo::start();
+    assert!(demo.key.starts_with("tg_"));
+    let (status, ticker) = get(
+        &format!("{}/v1/ticker?symbol=ETH-USD", demo.ingress),
+        Some(&demo.key),
+    );
+    assert_eq!(status, 200, "{ticker}");
+    assert_eq!(ticker["symbol"], "ETH-USD");
+    let (status, problem) = get(&format!("{}/v1/ticker", demo.ingress), None);
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (401, Some("missing_api_key"))
+    );
+
+    // The CLI against the running admin API.
+    let (ok, out, err) = demo.cli(&["org", "create", "--name", "CLI Desk", "--plan", "demo"]);
+    assert!(ok, "{err}");
+    let org: Value = serde_json::from_str(&out).expect("json");
+    let org_id = org["id"].as_str().expect("id");
+    let (ok, out, err) = demo.cli(&[
+        "key",
+        "create",
+        "--org",
+        org_id,
+        "--name",
+        "cli key",
+        "--product",
+        "market-data",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("not shown again"));
+    let key: Value = serde_json::from_str(&out).expect("json");
+    let full = key["key"].as_str().expect("key");
+    let key_id = key["id"].as_str().expect("id");
+    assert_eq!(
+        get(&format!("{}/v1/ticker", demo.ingress), Some(full)).0,
+        200
+    );
+
+    let (ok, out, _) = demo.cli(&["key", "list", "--org", org_id]);
+    assert!(ok);
+    assert!(
+        out.contains(key_id) && !out.contains(&full[20..]),
+        "listing never shows secrets"
+    );
+
+    let (ok, _, err) = demo.cli(&["key", "revoke", key_id]);
+    assert!(ok, "{err}");
+    let (status, problem) = get(&format!("{}/v1/ticker", demo.ingress), Some(full));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("api_key_revoked"))
+    );
+
+    let (ok, _, err) = demo.cli(&["org", "suspend", &demo.org]);
+    assert!(ok, "{err}");
+    let (status, problem) = get(&format!("{}/v1/ticker", demo.ingress), Some(&demo.key));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("org_suspended"))
+    );
+
+    let (ok, _, err) = demo.cli(&["org", "get", "org_aaaaaaaaaaaaaaaa"]);
+    assert!(!ok);
+    assert!(err.contains("org_not_found"), "{err}");
+    assert!(demo.store.exists());
+    demo.terminate();
+}
+
+#[test]
+fn cli_without_a_token_says_how_to_give_one() {
+    let output = Command::new(BIN)
+        .args(["org", "list"])
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("TOLLGATE_ADMIN_TOKEN"));
+}
+
+#[test]
+fn config_check_accepts_the_example_and_names_the_bad_setting() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tollgate.example.toml");
+    let output = Command::new(BIN)
+        .args(["config", "check", "--config", example])
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("ok: "));
+
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[upstream]\nurl = \"ftp://x\"\n").expect("write");
+    let output = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("upstream.url"));
+
+    let output = Command::new(BIN)
+        .args(["serve", "--config", "/nonexistent/tollgate.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("--demo"),
+        "{stderr}"
+    );
+}

@@ -125,6 +125,37 @@ impl Drop for Demo {
     }
 }
 
+/// GET with the status, the RateLimit and Retry-After headers and the body.
+fn get_with_headers(url: &str, key: &str) -> (u16, Option<String>, Option<String>, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (ratelimit, retry_after) = (header("ratelimit"), header("retry-after"));
+        let status = response.status().as_u16();
+        (
+            status,
+            ratelimit,
+            retry_after,
+            response.json().await.unwrap_or(Value::Null),
+        )
+    })
+}
+
 fn get(url: &str, key: Option<&str>) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -155,6 +186,31 @@ fn demo_serves_the_trading_api_and_the_cli_manages_it() {
     assert_eq!(
         (status, problem["code"].as_str()),
         (401, Some("missing_api_key"))
+    );
+
+    // The demo plan is small on purpose: a quick loop sees the count go down, then a 429.
+    let mut seen_remaining = Vec::new();
+    let mut limited = None;
+    for _ in 0..15 {
+        let (status, ratelimit, retry_after, body) =
+            get_with_headers(&format!("{}/v1/ticker", demo.ingress), &demo.key);
+        let ratelimit = ratelimit.expect("RateLimit on every demo answer");
+        assert!(ratelimit.contains("\"key\";r="), "{ratelimit}");
+        seen_remaining.push(ratelimit);
+        if status == 429 {
+            assert_eq!(body["code"], "rate_limited");
+            limited = retry_after;
+            break;
+        }
+    }
+    let retry_after: u64 = limited
+        .expect("a 429 within 15 quick requests")
+        .parse()
+        .expect("seconds");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert!(
+        seen_remaining.len() >= 9,
+        "the burst of 10 passed first: {seen_remaining:?}"
     );
 
     // The CLI against the running admin API.

@@ -13,11 +13,17 @@
 
 pub mod access;
 pub mod api_key;
+pub mod cycle;
 pub mod encoding;
 pub mod ids;
+pub mod limit;
+pub mod meter;
+pub mod ratelimit;
 pub mod reject;
 pub mod route;
+pub mod throttle;
 pub mod time;
+pub mod usage;
 
 pub use reject::Rejection;
 pub use time::UnixMillis;

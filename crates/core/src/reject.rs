@@ -29,6 +29,10 @@ pub enum Rejection {
     ProductNotAllowed,
     /// The organization's plan does not open this route's product.
     ProductNotInPlan,
+    /// A token bucket (the key's or the organization's) is empty.
+    RateLimited,
+    /// A billing-cycle quota is exhausted and the org is not pay-as-you-go.
+    QuotaExhausted,
     /// The upstream refused the connection or failed mid-request.
     UpstreamUnavailable,
     /// The upstream did not answer within the configured timeout.
@@ -37,7 +41,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every rejection, for documentation checks and metrics pre-registration.
-    pub const ALL: [Rejection; 13] = [
+    pub const ALL: [Rejection; 15] = [
         Rejection::RouteNotFound,
         Rejection::MethodNotAllowed,
         Rejection::PayloadTooLarge,
@@ -49,6 +53,8 @@ impl Rejection {
         Rejection::OrgSuspended,
         Rejection::ProductNotAllowed,
         Rejection::ProductNotInPlan,
+        Rejection::RateLimited,
+        Rejection::QuotaExhausted,
         Rejection::UpstreamUnavailable,
         Rejection::UpstreamTimeout,
     ];
@@ -67,6 +73,8 @@ impl Rejection {
             Rejection::OrgSuspended => "org_suspended",
             Rejection::ProductNotAllowed => "product_not_allowed",
             Rejection::ProductNotInPlan => "product_not_in_plan",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::QuotaExhausted => "quota_exhausted",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
         }
@@ -85,6 +93,7 @@ impl Rejection {
             | Rejection::OrgSuspended
             | Rejection::ProductNotAllowed
             | Rejection::ProductNotInPlan => 403,
+            Rejection::RateLimited | Rejection::QuotaExhausted => 429,
             Rejection::UpstreamUnavailable => 502,
             Rejection::UpstreamTimeout => 504,
         }
@@ -104,6 +113,8 @@ impl Rejection {
             Rejection::OrgSuspended => "Organization suspended",
             Rejection::ProductNotAllowed => "Product not allowed for this key",
             Rejection::ProductNotInPlan => "Product not included in the plan",
+            Rejection::RateLimited => "Rate limit exceeded",
+            Rejection::QuotaExhausted => "Quota exhausted",
             Rejection::UpstreamUnavailable => "Upstream unavailable",
             Rejection::UpstreamTimeout => "Upstream timed out",
         }

@@ -153,6 +153,8 @@ pub struct Route {
     pub product: String,
     /// Read or write.
     pub class: RouteClass,
+    /// Token-bucket cost of one request, unless the plan overrides it.
+    pub cost: u64,
 }
 
 impl Route {
@@ -277,6 +279,7 @@ mod tests {
             methods: methods.iter().map(|m| (*m).to_owned()).collect(),
             product: product.into(),
             class: RouteClass::Read,
+            cost: 1,
         }
     }
 

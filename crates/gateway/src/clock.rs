@@ -9,6 +9,13 @@ use tollgate_core::time::UnixMillis;
 pub trait Clock: Send + Sync + 'static {
     /// Now.
     fn now(&self) -> UnixMillis;
+
+    /// Now in nanoseconds since the epoch, for token buckets.
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.now().0)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000)
+    }
 }
 
 /// The system's real-time clock.
@@ -21,6 +28,13 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         UnixMillis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    fn now_nanos(&self) -> u64 {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
     }
 }
 

@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tollgate_core::access::ProductScope;
+use tollgate_core::limit::BucketSpec;
+use tollgate_core::meter::Meter;
 use tollgate_core::route::{PathPattern, Route, RouteClass, RouteTable};
 
 /// The whole configuration file.
@@ -116,12 +118,15 @@ impl Default for UpstreamConfig {
 pub struct StoreConfig {
     /// SQLite database file; created if missing.
     pub sqlite_path: PathBuf,
+    /// Cycle usage counters are written to the store this often.
+    pub usage_flush_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             sqlite_path: PathBuf::from("tollgate.db"),
+            usage_flush_ms: 1_000,
         }
     }
 }
@@ -157,6 +162,41 @@ pub struct ProductConfig {
 pub struct PlanConfig {
     /// Products the plan opens; `["*"]` (the default) opens all.
     pub products: Vec<String>,
+    /// Rate classes by name: each a token bucket per API key.
+    pub rate_classes: BTreeMap<String, RateConfig>,
+    /// The class a key gets unless a credential names another. Required
+    /// when `rate_classes` is not empty.
+    pub default_rate_class: Option<String>,
+    /// The organization's aggregate bucket, shared by all its keys.
+    pub org_rate: Option<RateConfig>,
+    /// Limits per billing cycle, by meter name (`request`, `bytes_out`,
+    /// `order_sent`, `order_filled`, `compute_ms`).
+    pub quotas: BTreeMap<String, u64>,
+    /// Bucket cost by route: keys are a route's path pattern, optionally
+    /// preceded by a method (`"POST /v1/orders" = 5`). Overrides the route's
+    /// own `cost`.
+    pub costs: BTreeMap<String, u64>,
+}
+
+/// A token bucket: `rate` cost units per `per_seconds`, holding at most `burst`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Units refilled per period.
+    pub rate: u64,
+    /// The period in seconds (default 1).
+    #[serde(default = "one")]
+    pub per_seconds: u64,
+    /// Capacity.
+    pub burst: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn default_cost() -> u64 {
+    1
 }
 
 /// `[[routes]]`
@@ -172,6 +212,9 @@ pub struct RouteConfig {
     pub product: String,
     /// `read` or `write`.
     pub class: RouteClass,
+    /// Token-bucket cost of one request (default 1); plans may override it.
+    #[serde(default = "default_cost")]
+    pub cost: u64,
 }
 
 /// Why configuration was refused. Each message names the setting.
@@ -263,6 +306,7 @@ impl Config {
         }
         self.upstream_base()?;
         for (setting, value) in [
+            ("store.usage_flush_ms", self.store.usage_flush_ms),
             (
                 "upstream.connect_timeout_ms",
                 self.upstream.connect_timeout_ms,
@@ -277,6 +321,7 @@ impl Config {
             }
         }
         for (name, plan) in &self.plans {
+            self.validate_plan_limits(name, plan)?;
             for product in &plan.products {
                 if product != "*" && !self.products.contains_key(product) {
                     return Err(invalid(
@@ -287,6 +332,84 @@ impl Config {
             }
         }
         self.route_table()?;
+        Ok(())
+    }
+
+    fn validate_plan_limits(&self, name: &str, plan: &PlanConfig) -> Result<(), ConfigError> {
+        let at = |field: &str| format!("plans.{name}.{field}");
+        let spec = |field: String, rate: &RateConfig| {
+            BucketSpec::new(rate.rate, rate.per_seconds, rate.burst)
+                .ok_or_else(|| invalid(field, "rate, per_seconds and burst must all be positive"))
+        };
+        let mut smallest_burst = u64::MAX;
+        for (class, rate) in &plan.rate_classes {
+            smallest_burst =
+                smallest_burst.min(spec(at(&format!("rate_classes.{class}")), rate)?.burst());
+        }
+        if let Some(rate) = &plan.org_rate {
+            smallest_burst = smallest_burst.min(spec(at("org_rate"), rate)?.burst());
+        }
+        match (&plan.default_rate_class, plan.rate_classes.is_empty()) {
+            (None, false) => {
+                return Err(invalid(
+                    at("default_rate_class"),
+                    "required when rate_classes are set",
+                ));
+            }
+            (Some(class), _) if !plan.rate_classes.contains_key(class) => {
+                return Err(invalid(
+                    at("default_rate_class"),
+                    format!("{class:?} is not one of rate_classes"),
+                ));
+            }
+            _ => {}
+        }
+        for meter in plan.quotas.keys() {
+            if Meter::parse(meter).is_none() {
+                let known: Vec<&str> = Meter::ALL.iter().map(|m| m.as_str()).collect();
+                return Err(invalid(
+                    at(&format!("quotas.{meter}")),
+                    format!("unknown meter; meters: {known:?}"),
+                ));
+            }
+        }
+        let table = self.route_table()?;
+        for (target, cost) in &plan.costs {
+            let (method, pattern) = match target.split_once(' ') {
+                Some((method, pattern)) => (Some(method.to_ascii_uppercase()), pattern.trim()),
+                None => (None, target.as_str()),
+            };
+            let known = table.routes().iter().any(|r| {
+                r.pattern.as_str() == pattern
+                    && method
+                        .as_ref()
+                        .is_none_or(|m| r.methods.is_empty() || r.methods.contains(m))
+            });
+            if !known {
+                return Err(invalid(
+                    at(&format!("costs.{target:?}")),
+                    "matches no configured route",
+                ));
+            }
+            if *cost == 0 || *cost > smallest_burst {
+                return Err(invalid(
+                    at(&format!("costs.{target:?}")),
+                    format!(
+                        "must be between 1 and the smallest burst of the plan ({smallest_burst})"
+                    ),
+                ));
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.cost == 0 || route.cost > smallest_burst {
+                return Err(invalid(
+                    format!("routes[{i}].cost"),
+                    format!(
+                        "must be between 1 and the smallest burst of plan {name:?} ({smallest_burst}), or a request could never pass"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -360,6 +483,7 @@ impl Config {
                 methods,
                 product: route.product.clone(),
                 class: route.class,
+                cost: route.cost,
             });
         }
         Ok(RouteTable::new(routes))
@@ -438,6 +562,44 @@ mod tests {
             .expect_err("method")
             .to_string();
         assert!(err.contains("routes[0].methods"), "{err}");
+    }
+
+    #[test]
+    fn plan_limits_are_validated() {
+        let with_plan = |plan: &str| format!("{MINIMAL}\n{plan}");
+        let ok = with_plan(
+            "[plans.p]\ndefault_rate_class = \"s\"\nrate_classes.s = { rate = 2, burst = 4 }\nquotas.request = 10\ncosts = { \"GET /v1/ticker\" = 3 }\n",
+        );
+        Config::from_toml_str_without_env(&ok).expect("valid plan");
+        for (bad, setting) in [
+            (
+                "[plans.p]\nrate_classes.s = { rate = 2, burst = 4 }\n",
+                "plans.p.default_rate_class",
+            ),
+            (
+                "[plans.p]\ndefault_rate_class = \"x\"\nrate_classes.s = { rate = 2, burst = 4 }\n",
+                "plans.p.default_rate_class",
+            ),
+            (
+                "[plans.p]\ndefault_rate_class = \"s\"\nrate_classes.s = { rate = 0, burst = 4 }\n",
+                "plans.p.rate_classes.s",
+            ),
+            (
+                "[plans.p]\nquotas.requests = 10\n",
+                "plans.p.quotas.requests",
+            ),
+            ("[plans.p]\ncosts = { \"/nope\" = 1 }\n", "plans.p.costs"),
+            (
+                "[plans.p]\ndefault_rate_class = \"s\"\nrate_classes.s = { rate = 1, burst = 2 }\ncosts = { \"/v1/ticker\" = 3 }\n",
+                "plans.p.costs",
+            ),
+            ("[store]\nusage_flush_ms = 0\n", "store.usage_flush_ms"),
+        ] {
+            let err = Config::from_toml_str_without_env(&with_plan(bad))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains(setting), "{bad}: {err}");
+        }
     }
 
     #[test]

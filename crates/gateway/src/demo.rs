@@ -60,6 +60,8 @@ pub async fn seed(sqlite_path: &FsPath, now: UnixMillis) -> StoreResult<Seeded> 
         name: "Demo Trading Desk".into(),
         status: OrgStatus::Active,
         plan: Some("demo".into()),
+        cycle_anchor: Some(now),
+        pay_as_you_go: false,
         created_at: now,
         updated_at: now,
     };
@@ -79,6 +81,7 @@ pub async fn seed(sqlite_path: &FsPath, now: UnixMillis) -> StoreResult<Seeded> 
         created_at: now,
         updated_at: now,
         revoked_at: None,
+        quotas: Default::default(),
     };
     store.create_key(&key).await?;
     Ok(Seeded {

@@ -1,24 +1,33 @@
 //! The ingress handler: runs the pipeline steps in order for one request and
 //! turns a refusal into a problem+json response.
 
+use crate::limiter::{Admission, Limiter};
+use crate::metered_body::MeteredBody;
 use crate::pipeline::forward::{self, ForwardSettings, UpstreamClient};
-use crate::pipeline::org::PlanScopes;
-use crate::pipeline::{Context, Refusal, api_key, limits, org};
+use crate::pipeline::{Context, Refusal, api_key, limits, org, throttle};
+use crate::plans::Plans;
 use crate::problem::Problem;
 use crate::{Clock, ProxyBody, directory::Directory, metrics::Metrics, request_id};
-use http::{Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tollgate_core::meter::{METERS, Meter};
 use tollgate_core::route::RouteTable;
+use tollgate_core::throttle::Verdict;
+
+/// `Tollgate-Usage`: the upstream's report of what a request used.
+pub static TOLLGATE_USAGE: HeaderName = HeaderName::from_static("tollgate-usage");
 
 /// Everything the ingress path reads. Shared by all connections.
 pub struct Ingress {
     pub(crate) routes: RouteTable,
-    pub(crate) plans: PlanScopes,
+    pub(crate) plans: Plans,
     pub(crate) directory: Arc<Directory>,
+    pub(crate) limiter: Arc<Limiter>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client: UpstreamClient,
     pub(crate) forward: ForwardSettings,
@@ -91,24 +100,107 @@ impl Ingress {
             product: spec.product.clone(),
             class: spec.class,
             key: None,
+            rate_class: None,
         };
         let now = self.clock.now();
         // Step 2: API key.
         let (key, source) =
             api_key::authenticate(&self.directory, request.headers(), &context.product, now)?;
         // Step 3: organization.
-        org::check(&self.directory, &self.plans, &key, &context.product)?;
-        context.key = Some(key);
+        let (org_entry, plan) = org::check(&self.directory, &self.plans, &key, &context.product)?;
+        // Steps 6 and 7: throttling and quotas.
+        let mut rate_headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+        let mut counted = false;
+        if let Some(plan) = plan.as_ref().filter(|p| p.is_metered()) {
+            let outcome = self.limiter.admit(&Admission {
+                org_id: &key.org_id,
+                org: &org_entry,
+                key: &key,
+                plan,
+                cost: plan.cost(route, spec, request.method().as_str()),
+                class: context.rate_class.as_deref(),
+                now,
+                now_nanos: self.clock.now_nanos(),
+            });
+            rate_headers = throttle::headers(&outcome, now);
+            if let Some(refusal) = throttle::refusal(&outcome, now, &rate_headers) {
+                return Err(refusal);
+            }
+            counted = matches!(outcome.verdict, Verdict::Admit { .. });
+        }
+        context.key = Some(Arc::clone(&key));
         // Step 10: forward.
         let upstream_request = forward::prepare(request, &context, source, remote, &self.forward)?;
-        let response = forward::send(&self.client, upstream_request, &self.forward).await?;
-        Ok(forward::respond(response, request_id))
+        let response = match forward::send(&self.client, upstream_request, &self.forward).await {
+            Ok(response) => response,
+            Err(mut refusal) => {
+                if counted {
+                    self.limiter.refund_request(&key.org_id, &key.id);
+                }
+                refusal.headers.extend(rate_headers);
+                return Err(refusal);
+            }
+        };
+        // Step 11 (metering part): what the response used.
+        let failed = response.status().is_server_error();
+        let mut usage = [0u64; METERS];
+        if let Some(value) = response.headers().get(&TOLLGATE_USAGE) {
+            match tollgate_core::usage::parse(value.as_bytes()) {
+                Ok(report) => {
+                    if !report.ignored.is_empty() {
+                        tracing::debug!(ignored = ?report.ignored, "Tollgate-Usage members ignored");
+                    }
+                    usage = report.counts;
+                }
+                Err(error) => tracing::warn!(%error, "upstream sent an unreadable Tollgate-Usage"),
+            }
+        }
+        let mut response = forward::respond(response, request_id);
+        if counted {
+            if failed {
+                // Not charged, so not counted.
+                self.limiter.refund_request(&key.org_id, &key.id);
+            } else {
+                self.limiter
+                    .record(&key.org_id, &key.id, org_entry.cycle_anchor, &usage, now);
+                response = self.meter_bytes(response, &key.org_id, &key.id, org_entry.cycle_anchor);
+            }
+        }
+        let headers = response.headers_mut();
+        for (name, value) in rate_headers {
+            headers.insert(name, value);
+        }
+        Ok(response)
+    }
+
+    fn meter_bytes(
+        &self,
+        response: Response<ProxyBody>,
+        org_id: &tollgate_core::ids::OrgId,
+        key_id: &tollgate_core::ids::KeyId,
+        anchor: tollgate_core::time::UnixMillis,
+    ) -> Response<ProxyBody> {
+        let limiter = Arc::clone(&self.limiter);
+        let clock = Arc::clone(&self.clock);
+        let (org_id, key_id) = (org_id.clone(), key_id.clone());
+        response.map(move |body| {
+            MeteredBody::new(
+                body,
+                Box::new(move |bytes| {
+                    let mut counts = [0u64; METERS];
+                    counts[Meter::BytesOut.index()] = bytes;
+                    limiter.record(&org_id, &key_id, anchor, &counts, clock.now());
+                }),
+            )
+            .boxed()
+        })
     }
 }
 
 /// A refusal as a problem+json response.
 pub fn problem_response(refusal: Refusal, request_id: &str) -> Response<ProxyBody> {
-    let problem = Problem::from_rejection(refusal.rejection, refusal.detail, request_id);
+    let mut problem = Problem::from_rejection(refusal.rejection, refusal.detail, request_id);
+    problem.violated_policies = refusal.violated;
     let (status, mut headers, body) = problem.into_parts();
     for (name, value) in refusal.headers {
         headers.insert(name, value);

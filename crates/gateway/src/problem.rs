@@ -28,6 +28,9 @@ pub struct Problem {
     pub code: String,
     /// The request id, also in `X-Request-Id`.
     pub request_id: String,
+    /// For 429s: the RateLimit policies that refused (draft-ietf-httpapi-ratelimit-headers).
+    #[serde(rename = "violated-policies", skip_serializing_if = "Vec::is_empty")]
+    pub violated_policies: Vec<String>,
 }
 
 impl Problem {
@@ -46,6 +49,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             request_id: request_id.to_owned(),
+            violated_policies: Vec::new(),
         }
     }
 

@@ -3,8 +3,10 @@
 use crate::admin::{self, AdminState};
 use crate::directory::Directory;
 use crate::ingress::Ingress;
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::pipeline::forward::ForwardSettings;
+use crate::plans::{self, Plans};
 use crate::{Clock, Config, SystemClock};
 use anyhow::Context as _;
 use hyper::service::service_fn;
@@ -101,22 +103,37 @@ pub async fn run_with(
                 )
             })?,
     );
+    let now = clock.now();
     let directory = Arc::new(
-        Directory::load(store.as_ref())
+        Directory::load(store.as_ref(), now)
             .await
             .context("cannot load keys and orgs")?,
     );
+    let limiter = Arc::new(Limiter::default());
+    // Cycles last at most 31 days: older counters cannot be current.
+    limiter.restore(
+        store
+            .load_usage(now.plus_seconds(-32 * 86_400))
+            .await
+            .context("cannot load usage counters")?,
+    );
     let metrics = Arc::new(Metrics::new());
     let config = Arc::new(config);
+    let routes = config.route_table()?;
+    let plans = Arc::new(plans::compile(&config, &routes));
 
-    let ingress = Arc::new(build_ingress(&config, &directory, &clock, &metrics)?);
+    let ingress = Arc::new(build_ingress(
+        &config, routes, &plans, &directory, &limiter, &clock, &metrics,
+    )?);
     let admin_state = AdminState::new(
         Arc::clone(&config),
-        store,
+        Arc::clone(&store),
         Arc::clone(&directory),
         Arc::clone(&clock),
         Arc::clone(&metrics),
         token,
+        Arc::clone(&limiter),
+        Arc::clone(&plans),
     );
     tracing::info!(
         ingress = %listeners.ingress_addr()?,
@@ -132,6 +149,13 @@ pub async fn run_with(
         listeners.ingress,
         ingress,
         Arc::clone(&config),
+        stop_rx.clone(),
+    ));
+    let flush_every = Duration::from_millis(config.store.usage_flush_ms);
+    let flush_task = tokio::spawn(flush_usage(
+        Arc::clone(&limiter),
+        Arc::clone(&store),
+        flush_every,
         stop_rx,
     ));
     shutdown.await;
@@ -139,12 +163,46 @@ pub async fn run_with(
     let _ = stop_tx.send(true);
     let _ = ingress_task.await;
     let _ = admin_task.await;
+    let _ = flush_task.await;
+    // Counts of requests that finished while draining.
+    flush_once(&limiter, store.as_ref()).await;
     Ok(())
+}
+
+async fn flush_once(limiter: &Limiter, store: &dyn Store) {
+    let rows = limiter.take_dirty();
+    if rows.is_empty() {
+        return;
+    }
+    if let Err(error) = store.save_usage(&rows).await {
+        tracing::warn!(%error, rows = rows.len(), "could not save usage counters; retrying on the next flush");
+        limiter.unsaved(rows);
+    }
+}
+
+/// Writes changed cycle counters to the store every `every`, until stopped.
+async fn flush_usage(
+    limiter: Arc<Limiter>,
+    store: Arc<dyn Store>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => flush_once(&limiter, store.as_ref()).await,
+            _ = stop.changed() => break,
+        }
+    }
 }
 
 fn build_ingress(
     config: &Config,
+    routes: tollgate_core::route::RouteTable,
+    plans: &Plans,
     directory: &Arc<Directory>,
+    limiter: &Arc<Limiter>,
     clock: &Arc<dyn Clock>,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Ingress> {
@@ -160,15 +218,11 @@ fn build_ingress(
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .build(connector);
-    let plans = config
-        .plans
-        .keys()
-        .map(|name| (name.clone(), config.plan_scope(name)))
-        .collect();
     Ok(Ingress {
-        routes: config.route_table()?,
-        plans,
+        routes,
+        plans: plans.clone(),
         directory: Arc::clone(directory),
+        limiter: Arc::clone(limiter),
         clock: Arc::clone(clock),
         client,
         forward: ForwardSettings {

@@ -352,10 +352,14 @@ async fn openapi_document_lists_every_admin_path() {
         ("/admin/v1/orgs/{id}/suspend", vec!["post"]),
         ("/admin/v1/orgs/{id}/activate", vec!["post"]),
         ("/admin/v1/orgs/{id}/plan", vec!["put"]),
+        ("/admin/v1/orgs/{id}/pay-as-you-go", vec!["put"]),
+        ("/admin/v1/orgs/{id}/commitments", vec!["get", "post"]),
+        ("/admin/v1/orgs/{id}/usage", vec!["get"]),
         ("/admin/v1/orgs/{id}/keys", vec!["get", "post"]),
         ("/admin/v1/keys/{id}", vec!["get"]),
         ("/admin/v1/keys/{id}/revoke", vec!["post"]),
         ("/admin/v1/keys/{id}/rotate", vec!["post"]),
+        ("/admin/v1/keys/{id}/quotas", vec!["put"]),
     ];
     assert_eq!(
         paths.len(),

@@ -12,10 +12,11 @@
 mod rows;
 mod sqlite;
 
-pub use rows::{KeyRow, OrgRow};
+pub use rows::{CommitmentRow, KeyRow, OrgRow, UsageRow};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 use tollgate_core::access::{KeyStatus, OrgStatus};
 use tollgate_core::api_key::SecretHash;
 use tollgate_core::ids::{KeyId, OrgId};
@@ -62,11 +63,19 @@ pub trait Store: Send + Sync + 'static {
         status: OrgStatus,
         now: UnixMillis,
     ) -> StoreResult<Option<OrgRow>>;
-    /// Sets (or clears) the plan; returns the updated row.
+    /// Sets (or clears) the plan and the cycle anchor; returns the updated row.
     async fn set_org_plan(
         &self,
         id: &OrgId,
         plan: Option<&str>,
+        cycle_anchor: Option<UnixMillis>,
+        now: UnixMillis,
+    ) -> StoreResult<Option<OrgRow>>;
+    /// Turns pay-as-you-go on or off; returns the updated row.
+    async fn set_org_pay_as_you_go(
+        &self,
+        id: &OrgId,
+        enabled: bool,
         now: UnixMillis,
     ) -> StoreResult<Option<OrgRow>>;
 
@@ -89,6 +98,26 @@ pub trait Store: Send + Sync + 'static {
         previous_valid_until: UnixMillis,
         now: UnixMillis,
     ) -> StoreResult<Option<KeyRow>>;
+
+    /// Replaces a key's quota overrides; returns the updated row.
+    async fn set_key_quotas(
+        &self,
+        id: &KeyId,
+        quotas: &BTreeMap<String, u64>,
+        now: UnixMillis,
+    ) -> StoreResult<Option<KeyRow>>;
+
+    /// Inserts a committed-use add-on. The org must exist.
+    async fn create_commitment(&self, commitment: &CommitmentRow) -> StoreResult<()>;
+    /// An organization's add-ons, oldest first.
+    async fn list_commitments(&self, org: &OrgId) -> StoreResult<Vec<CommitmentRow>>;
+    /// Every add-on whose term has not ended at `now`.
+    async fn current_commitments(&self, now: UnixMillis) -> StoreResult<Vec<CommitmentRow>>;
+
+    /// Writes cycle counters (absolute values, insert or replace) in one transaction.
+    async fn save_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
+    /// Counters of cycles that started at or after `since`.
+    async fn load_usage(&self, since: UnixMillis) -> StoreResult<Vec<UsageRow>>;
 
     /// Every organization, for building the in-memory snapshot.
     async fn all_orgs(&self) -> StoreResult<Vec<OrgRow>>;

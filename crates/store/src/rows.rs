@@ -1,5 +1,6 @@
 //! Rows as the store hands them out.
 
+use std::collections::BTreeMap;
 use tollgate_core::access::{KeyFacts, KeyStatus, OrgStatus, ProductScope};
 use tollgate_core::api_key::SecretHash;
 use tollgate_core::ids::{KeyId, OrgId};
@@ -16,6 +17,10 @@ pub struct OrgRow {
     pub status: OrgStatus,
     /// Name of the plan from configuration, if one is assigned.
     pub plan: Option<String>,
+    /// Start of the subscription: monthly cycles run from this day.
+    pub cycle_anchor: Option<UnixMillis>,
+    /// Pay-as-you-go: exhausted quotas continue as overage.
+    pub pay_as_you_go: bool,
     /// Creation time.
     pub created_at: UnixMillis,
     /// Last change.
@@ -49,6 +54,8 @@ pub struct KeyRow {
     pub updated_at: UnixMillis,
     /// When it was revoked.
     pub revoked_at: Option<UnixMillis>,
+    /// Per-key quota limits per cycle, by meter name; lower than the org's.
+    pub quotas: BTreeMap<String, u64>,
 }
 
 impl KeyRow {
@@ -64,4 +71,36 @@ impl KeyRow {
                 .zip(self.previous_secret_expires_at),
         }
     }
+}
+
+/// A committed-use add-on: extra quota for an organization during a term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitmentRow {
+    /// `cmt_…`
+    pub id: String,
+    /// The organization.
+    pub org_id: OrgId,
+    /// Extra units per cycle, by meter name.
+    pub quotas: BTreeMap<String, u64>,
+    /// Start of the term.
+    pub starts_at: UnixMillis,
+    /// End of the term (exclusive).
+    pub ends_at: UnixMillis,
+    /// Creation time.
+    pub created_at: UnixMillis,
+}
+
+/// One persisted cycle counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    /// The organization.
+    pub org_id: OrgId,
+    /// The key, or `None` for the organization as a whole.
+    pub key_id: Option<KeyId>,
+    /// Start of the billing cycle counted.
+    pub cycle_start: UnixMillis,
+    /// Meter name.
+    pub meter: String,
+    /// Units used in the cycle so far.
+    pub used: u64,
 }

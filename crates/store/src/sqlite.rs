@@ -1,12 +1,16 @@
 //! The embedded backend: SQLite in one file.
 
-use crate::{KeyRow, OrgRow, Store, StoreError, StoreResult, key_status_text, org_status_text};
+use crate::{
+    CommitmentRow, KeyRow, OrgRow, Store, StoreError, StoreResult, UsageRow, key_status_text,
+    org_status_text,
+};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Row, query};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use tollgate_core::access::{KeyStatus, OrgStatus};
@@ -20,9 +24,10 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-const ORG_COLUMNS: &str = "id, name, status, plan, created_at, updated_at";
+const ORG_COLUMNS: &str =
+    "id, name, status, plan, cycle_anchor, pay_as_you_go, created_at, updated_at";
 const KEY_COLUMNS: &str = "id, org_id, name, products, status, expires_at, secret_hash, \
-     previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at";
+     previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at, quotas";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies
@@ -71,6 +76,10 @@ fn org_from_row(row: &SqliteRow) -> StoreResult<OrgRow> {
         name: row.try_get("name")?,
         status,
         plan: row.try_get("plan")?,
+        cycle_anchor: row
+            .try_get::<Option<i64>, _>("cycle_anchor")?
+            .map(UnixMillis),
+        pay_as_you_go: row.try_get::<i64, _>("pay_as_you_go")? != 0,
         created_at: UnixMillis(row.try_get("created_at")?),
         updated_at: UnixMillis(row.try_get("updated_at")?),
     })
@@ -107,7 +116,31 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRow> {
         created_at: UnixMillis(row.try_get("created_at")?),
         updated_at: UnixMillis(row.try_get("updated_at")?),
         revoked_at: millis("revoked_at")?,
+        quotas: quotas_from(row.try_get("quotas")?)?,
     })
+}
+
+fn quotas_from(text: &str) -> StoreResult<BTreeMap<String, u64>> {
+    serde_json::from_str(text).map_err(|e| corrupt("quotas", e))
+}
+
+fn quotas_text(quotas: &BTreeMap<String, u64>) -> StoreResult<String> {
+    serde_json::to_string(quotas).map_err(|e| corrupt("quotas", e))
+}
+
+fn commitment_from_row(row: &SqliteRow) -> StoreResult<CommitmentRow> {
+    Ok(CommitmentRow {
+        id: row.try_get("id")?,
+        org_id: OrgId::from_stored(row.try_get("org_id")?),
+        quotas: quotas_from(row.try_get("quotas")?)?,
+        starts_at: UnixMillis(row.try_get("starts_at")?),
+        ends_at: UnixMillis(row.try_get("ends_at")?),
+        created_at: UnixMillis(row.try_get("created_at")?),
+    })
+}
+
+fn to_i64(value: u64) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| corrupt("counter", "exceeds i64"))
 }
 
 fn duplicate_or(err: sqlx::Error, id: &str) -> StoreError {
@@ -126,13 +159,15 @@ impl Store for SqliteStore {
 
     async fn create_org(&self, org: &OrgRow) -> StoreResult<()> {
         query(
-            "INSERT INTO orgs (id, name, status, plan, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO orgs (id, name, status, plan, cycle_anchor, pay_as_you_go, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(org.id.as_str())
         .bind(&org.name)
         .bind(org_status_text(org.status))
         .bind(&org.plan)
+        .bind(org.cycle_anchor.map(|t| t.0))
+        .bind(i64::from(org.pay_as_you_go))
         .bind(org.created_at.0)
         .bind(org.updated_at.0)
         .execute(&self.pool)
@@ -174,10 +209,27 @@ impl Store for SqliteStore {
         &self,
         id: &OrgId,
         plan: Option<&str>,
+        cycle_anchor: Option<UnixMillis>,
         now: UnixMillis,
     ) -> StoreResult<Option<OrgRow>> {
-        query("UPDATE orgs SET plan = ?, updated_at = ? WHERE id = ?")
+        query("UPDATE orgs SET plan = ?, cycle_anchor = ?, updated_at = ? WHERE id = ?")
             .bind(plan)
+            .bind(cycle_anchor.map(|t| t.0))
+            .bind(now.0)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        self.fetch_org(id.as_str()).await
+    }
+
+    async fn set_org_pay_as_you_go(
+        &self,
+        id: &OrgId,
+        enabled: bool,
+        now: UnixMillis,
+    ) -> StoreResult<Option<OrgRow>> {
+        query("UPDATE orgs SET pay_as_you_go = ?, updated_at = ? WHERE id = ?")
+            .bind(i64::from(enabled))
             .bind(now.0)
             .bind(id.as_str())
             .execute(&self.pool)
@@ -189,8 +241,8 @@ impl Store for SqliteStore {
         let products = serde_json::to_string(&key.products).map_err(|e| corrupt("products", e))?;
         query(
             "INSERT INTO api_keys (id, org_id, name, products, status, expires_at, secret_hash, \
-             previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at, quotas) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(key.id.as_str())
         .bind(key.org_id.as_str())
@@ -204,6 +256,7 @@ impl Store for SqliteStore {
         .bind(key.created_at.0)
         .bind(key.updated_at.0)
         .bind(key.revoked_at.map(|t| t.0))
+        .bind(quotas_text(&key.quotas)?)
         .execute(&self.pool)
         .await
         .map_err(|e| duplicate_or(e, key.id.as_str()))?;
@@ -255,6 +308,92 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         self.fetch_key(id.as_str()).await
+    }
+
+    async fn set_key_quotas(
+        &self,
+        id: &KeyId,
+        quotas: &BTreeMap<String, u64>,
+        now: UnixMillis,
+    ) -> StoreResult<Option<KeyRow>> {
+        query("UPDATE api_keys SET quotas = ?, updated_at = ? WHERE id = ?")
+            .bind(quotas_text(quotas)?)
+            .bind(now.0)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        self.fetch_key(id.as_str()).await
+    }
+
+    async fn create_commitment(&self, c: &CommitmentRow) -> StoreResult<()> {
+        query(
+            "INSERT INTO commitments (id, org_id, quotas, starts_at, ends_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.id)
+        .bind(c.org_id.as_str())
+        .bind(quotas_text(&c.quotas)?)
+        .bind(c.starts_at.0)
+        .bind(c.ends_at.0)
+        .bind(c.created_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| duplicate_or(e, &c.id))?;
+        Ok(())
+    }
+
+    async fn list_commitments(&self, org: &OrgId) -> StoreResult<Vec<CommitmentRow>> {
+        let rows = query("SELECT * FROM commitments WHERE org_id = ? ORDER BY starts_at, id")
+            .bind(org.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(commitment_from_row).collect()
+    }
+
+    async fn current_commitments(&self, now: UnixMillis) -> StoreResult<Vec<CommitmentRow>> {
+        let rows = query("SELECT * FROM commitments WHERE ends_at > ? ORDER BY starts_at, id")
+            .bind(now.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(commitment_from_row).collect()
+    }
+
+    async fn save_usage(&self, rows: &[UsageRow]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            query(
+                "INSERT INTO quota_usage (org_id, key_id, cycle_start, meter, used) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (org_id, key_id, cycle_start, meter) DO UPDATE SET used = excluded.used",
+            )
+            .bind(row.org_id.as_str())
+            .bind(row.key_id.as_ref().map_or("", KeyId::as_str))
+            .bind(row.cycle_start.0)
+            .bind(&row.meter)
+            .bind(to_i64(row.used)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_usage(&self, since: UnixMillis) -> StoreResult<Vec<UsageRow>> {
+        let rows = query("SELECT org_id, key_id, cycle_start, meter, used FROM quota_usage WHERE cycle_start >= ?")
+            .bind(since.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let key: String = row.try_get("key_id")?;
+                Ok(UsageRow {
+                    org_id: OrgId::from_stored(row.try_get("org_id")?),
+                    key_id: (!key.is_empty()).then(|| KeyId::from_stored(key)),
+                    cycle_start: UnixMillis(row.try_get("cycle_start")?),
+                    meter: row.try_get("meter")?,
+                    used: u64::try_from(row.try_get::<i64, _>("used")?).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     async fn all_orgs(&self) -> StoreResult<Vec<OrgRow>> {

@@ -12,6 +12,8 @@ fn org(n: u8) -> OrgRow {
         name: format!("org {n}"),
         status: OrgStatus::Active,
         plan: None,
+        cycle_anchor: None,
+        pay_as_you_go: false,
         created_at: UnixMillis(1_000),
         updated_at: UnixMillis(1_000),
     }
@@ -32,6 +34,7 @@ fn key(n: u8, org: &OrgId) -> KeyRow {
         created_at: UnixMillis(1_000),
         updated_at: UnixMillis(1_000),
         revoked_at: None,
+        quotas: Default::default(),
     }
 }
 
@@ -63,11 +66,23 @@ async fn orgs_round_trip_and_change() {
     assert_eq!(suspended.status, OrgStatus::Suspended);
     assert_eq!(suspended.updated_at, UnixMillis(2_000));
     let planned = store
-        .set_org_plan(&a.id, Some("pro"), UnixMillis(3_000))
+        .set_org_plan(
+            &a.id,
+            Some("pro"),
+            Some(UnixMillis(2_500)),
+            UnixMillis(3_000),
+        )
         .await
         .expect("plan")
         .expect("exists");
     assert_eq!(planned.plan.as_deref(), Some("pro"));
+    assert_eq!(planned.cycle_anchor, Some(UnixMillis(2_500)));
+    let payg = store
+        .set_org_pay_as_you_go(&a.id, true, UnixMillis(3_100))
+        .await
+        .expect("payg")
+        .expect("exists");
+    assert!(payg.pay_as_you_go);
     let missing = OrgId::from_random([99; 10]);
     assert_eq!(
         store
@@ -169,4 +184,74 @@ async fn data_survives_reopen() {
     }
     let store = SqliteStore::open(&path).await.expect("reopen");
     assert_eq!(store.get_org(&a.id).await.expect("get"), Some(a));
+}
+
+#[tokio::test]
+async fn key_quotas_commitments_and_usage_counters() {
+    use std::collections::BTreeMap;
+    use tollgate_store::{CommitmentRow, UsageRow};
+    let (_dir, store) = sqlite().await;
+    let a = org(1);
+    store.create_org(&a).await.expect("org");
+    let k = key(3, &a.id);
+    store.create_key(&k).await.expect("key");
+    let quotas: BTreeMap<String, u64> = [("request".to_owned(), 50)].into();
+    let updated = store
+        .set_key_quotas(&k.id, &quotas, UnixMillis(2_000))
+        .await
+        .expect("set")
+        .expect("exists");
+    assert_eq!(updated.quotas, quotas);
+
+    let c = CommitmentRow {
+        id: "cmt_1".into(),
+        org_id: a.id.clone(),
+        quotas: [("request".to_owned(), 1_000)].into(),
+        starts_at: UnixMillis(1_000),
+        ends_at: UnixMillis(5_000),
+        created_at: UnixMillis(1_000),
+    };
+    store.create_commitment(&c).await.expect("commitment");
+    assert_eq!(
+        store.list_commitments(&a.id).await.expect("list"),
+        vec![c.clone()]
+    );
+    assert_eq!(
+        store
+            .current_commitments(UnixMillis(4_999))
+            .await
+            .expect("current")
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .current_commitments(UnixMillis(5_000))
+            .await
+            .expect("current")
+            .is_empty()
+    );
+
+    let row = |key: Option<KeyId>, used| UsageRow {
+        org_id: a.id.clone(),
+        key_id: key,
+        cycle_start: UnixMillis(10_000),
+        meter: "request".into(),
+        used,
+    };
+    store
+        .save_usage(&[row(None, 5), row(Some(k.id.clone()), 3)])
+        .await
+        .expect("save");
+    store.save_usage(&[row(None, 7)]).await.expect("overwrite");
+    let mut loaded = store.load_usage(UnixMillis(10_000)).await.expect("load");
+    loaded.sort_by_key(|r| r.key_id.is_some());
+    assert_eq!(loaded, vec![row(None, 7), row(Some(k.id.clone()), 3)]);
+    assert!(
+        store
+            .load_usage(UnixMillis(10_001))
+            .await
+            .expect("load")
+            .is_empty()
+    );
 }

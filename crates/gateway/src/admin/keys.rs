@@ -33,6 +33,8 @@ pub struct KeyView {
     created_at: String,
     updated_at: String,
     revoked_at: Option<String>,
+    /// Per-key cycle quotas by meter.
+    quotas: std::collections::BTreeMap<String, u64>,
 }
 
 impl KeyView {
@@ -51,7 +53,13 @@ impl KeyView {
             created_at: row.created_at.to_rfc3339(),
             updated_at: row.updated_at.to_rfc3339(),
             revoked_at: row.revoked_at.map(UnixMillis::to_rfc3339),
+            quotas: row.quotas.clone(),
         }
+    }
+
+    /// The view of a stored key.
+    pub(crate) fn of_row(row: &KeyRow, now: UnixMillis) -> Self {
+        Self::of(row, now)
     }
 }
 
@@ -107,11 +115,11 @@ fn check_products(state: &AdminState, products: Option<Vec<String>>) -> AdminRes
     Ok(products)
 }
 
-fn parse_key_id(id: &str) -> AdminResult<KeyId> {
+pub(crate) fn parse_key_id(id: &str) -> AdminResult<KeyId> {
     KeyId::parse(id).ok_or_else(|| AdminError::not_found("key_not_found", format!("no key {id:?}")))
 }
 
-fn found(row: Option<KeyRow>, id: &KeyId) -> AdminResult<KeyRow> {
+pub(crate) fn found(row: Option<KeyRow>, id: &KeyId) -> AdminResult<KeyRow> {
     row.ok_or_else(|| AdminError::not_found("key_not_found", format!("no key {id}")))
 }
 
@@ -162,6 +170,7 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
         revoked_at: None,
+        quotas: Default::default(),
     };
     state.store.create_key(&row).await?;
     state.directory.put_key(&row);

@@ -11,10 +11,13 @@
 //! answers, so it is in force for the next ingress request.
 
 mod keys;
+mod limits;
 mod orgs;
 
 use crate::directory::Directory;
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
+use crate::plans::Plans;
 use crate::problem::Problem;
 use crate::{Clock, Config, request_id};
 use axum::Router;
@@ -37,11 +40,14 @@ pub struct AdminState {
     pub(crate) directory: Arc<Directory>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) plans: Arc<Plans>,
     token: Arc<str>,
 }
 
 impl AdminState {
     /// Bundles the admin API's dependencies.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
@@ -49,6 +55,8 @@ impl AdminState {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         token: String,
+        limiter: Arc<Limiter>,
+        plans: Arc<Plans>,
     ) -> Self {
         AdminState {
             config,
@@ -56,6 +64,8 @@ impl AdminState {
             directory,
             clock,
             metrics,
+            limiter,
+            plans,
             token: token.into(),
         }
     }
@@ -160,6 +170,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/orgs/{id}/suspend", post(orgs::suspend))
         .route("/orgs/{id}/activate", post(orgs::activate))
         .route("/orgs/{id}/plan", put(orgs::set_plan))
+        .route("/orgs/{id}/pay-as-you-go", put(orgs::set_pay_as_you_go))
+        .route(
+            "/orgs/{id}/commitments",
+            post(limits::create_commitment).get(limits::list_commitments),
+        )
+        .route("/orgs/{id}/usage", get(limits::usage))
+        .route("/keys/{id}/quotas", put(limits::set_key_quotas))
         .route("/orgs/{id}/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", get(keys::get))
         .route("/keys/{id}/revoke", post(keys::revoke))

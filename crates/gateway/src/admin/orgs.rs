@@ -18,6 +18,9 @@ pub struct OrgView {
     name: String,
     status: OrgStatus,
     plan: Option<String>,
+    /// Monthly billing cycles start on this day (UTC).
+    cycle_anchor: String,
+    pay_as_you_go: bool,
     created_at: String,
     updated_at: String,
 }
@@ -29,6 +32,8 @@ impl From<&OrgRow> for OrgView {
             name: row.name.clone(),
             status: row.status,
             plan: row.plan.clone(),
+            cycle_anchor: row.cycle_anchor.unwrap_or(row.created_at).to_rfc3339(),
+            pay_as_you_go: row.pay_as_you_go,
             created_at: row.created_at.to_rfc3339(),
             updated_at: row.updated_at.to_rfc3339(),
         }
@@ -49,6 +54,16 @@ pub(crate) struct SetPlan {
     /// Required: a plan name, or null to remove the plan. A missing field is
     /// an error rather than a silent removal.
     plan: serde_json::Value,
+    /// Start a new subscription cycle anchor (RFC 3339); by default the
+    /// anchor is kept, or set to now when the org had no plan.
+    #[serde(default)]
+    cycle_anchor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetPayAsYouGo {
+    enabled: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +95,10 @@ fn check_plan(state: &AdminState, plan: Option<String>) -> AdminResult<Option<St
     }
 }
 
+pub(crate) fn found_org(row: Option<OrgRow>, id: &OrgId) -> AdminResult<OrgRow> {
+    found(row, id)
+}
+
 pub(crate) fn parse_org_id(id: &str) -> AdminResult<OrgId> {
     OrgId::parse(id)
         .ok_or_else(|| AdminError::not_found("org_not_found", format!("no organization {id:?}")))
@@ -101,7 +120,9 @@ pub(crate) async fn create(
         id: OrgId::from_random(crate::random::bytes::<ORG_ID_BYTES>()),
         name,
         status: OrgStatus::Active,
+        cycle_anchor: plan.as_ref().map(|_| now),
         plan,
+        pay_as_you_go: false,
         created_at: now,
         updated_at: now,
     };
@@ -191,14 +212,45 @@ pub(crate) async fn set_plan(
         _ => return Err(AdminError::invalid("plan must be a plan name or null")),
     };
     let plan = check_plan(&state, plan)?;
+    let now = state.clock.now();
+    let existing = found(state.store.get_org(&id).await?, &id)?;
+    let anchor = match body.cycle_anchor {
+        Some(text) => Some(
+            tollgate_core::time::UnixMillis::parse_rfc3339(&text).ok_or_else(|| {
+                AdminError::invalid(format!("cycle_anchor {text:?} is not an RFC 3339 time"))
+            })?,
+        ),
+        // A first plan starts the subscription; a change of plan keeps its cycle.
+        None if existing.plan.is_none() && plan.is_some() => Some(now),
+        None => existing.cycle_anchor,
+    };
     let row = found(
         state
             .store
-            .set_org_plan(&id, plan.as_deref(), state.clock.now())
+            .set_org_plan(&id, plan.as_deref(), anchor, now)
             .await?,
         &id,
     )?;
     state.directory.put_org(&row);
     tracing::info!(org_id = %row.id, plan = ?row.plan, "org plan changed");
+    Ok(Json(OrgView::from(&row)))
+}
+
+pub(crate) async fn set_pay_as_you_go(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<SetPayAsYouGo>, JsonRejection>,
+) -> AdminResult<Json<OrgView>> {
+    let id = parse_org_id(&id)?;
+    let Json(body) = body?;
+    let row = found(
+        state
+            .store
+            .set_org_pay_as_you_go(&id, body.enabled, state.clock.now())
+            .await?,
+        &id,
+    )?;
+    state.directory.put_org(&row);
+    tracing::info!(org_id = %row.id, enabled = body.enabled, "org pay-as-you-go changed");
     Ok(Json(OrgView::from(&row)))
 }

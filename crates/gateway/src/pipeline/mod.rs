@@ -7,6 +7,7 @@ pub mod api_key;
 pub mod forward;
 pub mod limits;
 pub mod org;
+pub mod throttle;
 
 use crate::directory::KeyEntry;
 use http::{HeaderName, HeaderValue};
@@ -28,6 +29,9 @@ pub struct Context {
     pub class: RouteClass,
     /// The authenticated key, once step 2 passed.
     pub key: Option<Arc<KeyEntry>>,
+    /// A rate class named by a credential (the JWT step will set it from a
+    /// claim such as `tier=premium`); `None` uses the plan's default class.
+    pub rate_class: Option<String>,
 }
 
 /// A step's refusal: which rejection, a human detail, and any extra headers
@@ -40,6 +44,8 @@ pub struct Refusal {
     pub detail: Cow<'static, str>,
     /// Headers to add to the problem response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Names of the RateLimit policies that refused (`violated-policies`).
+    pub violated: Vec<String>,
 }
 
 impl Refusal {
@@ -49,6 +55,7 @@ impl Refusal {
             rejection,
             detail: detail.into(),
             headers: Vec::new(),
+            violated: Vec::new(),
         }
     }
 

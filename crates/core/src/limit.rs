@@ -16,6 +16,11 @@
 /// Nanoseconds per second.
 pub const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
+/// Largest bucket tolerance (burst × refill time of one unit) accepted:
+/// 2^62 ns, about 146 years. With it, every sum in [`Bucket::check`] fits in
+/// a `u64` for any `now` before the year 2500, so no wide arithmetic is needed.
+pub const MAX_TOLERANCE_NANOS: u64 = 1 << 62;
+
 /// A bucket's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BucketSpec {
@@ -28,6 +33,10 @@ pub struct BucketSpec {
     rate: u64,
     /// The configured refill period.
     per_seconds: u64,
+    /// `emission_nanos × burst`: how far ahead of now the TAT may run.
+    tolerance: u64,
+    /// Seconds to refill an empty bucket, at least one.
+    window_seconds: u64,
 }
 
 impl BucketSpec {
@@ -39,12 +48,17 @@ impl BucketSpec {
         }
         let period = per_seconds.checked_mul(NANOS_PER_SECOND)?;
         let emission_nanos = period.div_ceil(rate);
-        emission_nanos.checked_mul(burst)?;
+        let tolerance = emission_nanos.checked_mul(burst)?;
+        if tolerance > MAX_TOLERANCE_NANOS {
+            return None;
+        }
         Some(BucketSpec {
             emission_nanos,
             burst,
             rate,
             per_seconds,
+            tolerance,
+            window_seconds: ceil_seconds(u128::from(tolerance)).max(1),
         })
     }
 
@@ -66,17 +80,16 @@ impl BucketSpec {
     /// Time to refill an empty bucket, the policy window of the RateLimit
     /// headers; at least one second.
     pub fn window_seconds(&self) -> u64 {
-        ceil_seconds(u128::from(self.emission_nanos) * u128::from(self.burst)).max(1)
-    }
-
-    fn tolerance(&self) -> u128 {
-        u128::from(self.emission_nanos) * u128::from(self.burst)
+        self.window_seconds
     }
 }
 
 /// Whole seconds, rounded up: a client told to wait this long is never early.
 pub fn ceil_seconds(nanos: u128) -> u64 {
-    u64::try_from(nanos.div_ceil(u128::from(NANOS_PER_SECOND))).unwrap_or(u64::MAX)
+    match u64::try_from(nanos) {
+        Ok(small) => small.div_ceil(NANOS_PER_SECOND),
+        Err(_) => u64::try_from(nanos.div_ceil(u128::from(NANOS_PER_SECOND))).unwrap_or(u64::MAX),
+    }
 }
 
 /// A bucket's state: the theoretical arrival time in nanoseconds. The default
@@ -116,43 +129,41 @@ impl Bucket {
     /// Decides a request of `cost` units at `now`. Pure: store
     /// [`BucketDecision::next`] only if the request is admitted.
     pub fn check(&self, spec: &BucketSpec, cost: u64, now: u64) -> BucketDecision {
-        let now_wide = u128::from(now);
-        let tat = u128::from(self.tat).max(now_wide);
-        let tolerance = spec.tolerance();
-        let emission = u128::from(spec.emission_nanos);
-        let remaining_at = |tat: u128| -> u64 {
-            let backlog = tat - now_wide;
-            u64::try_from(tolerance.saturating_sub(backlog) / emission).unwrap_or(u64::MAX)
-        };
+        // Invariant: a stored TAT is at most now + tolerance at the time it was
+        // stored, so with tolerance <= 2^62 and now < 2^63 (year 2262 in unix
+        // nanoseconds), every sum below fits in a u64; saturating ops keep even
+        // a corrupt state from wrapping.
+        let tat = self.tat.max(now);
+        let tolerance = spec.tolerance;
+        let emission = spec.emission_nanos;
+        let remaining_at = |tat: u64| -> u64 { tolerance.saturating_sub(tat - now) / emission };
         if cost > spec.burst {
             return BucketDecision {
                 allowed: false,
                 next: *self,
                 remaining: remaining_at(tat),
                 retry_after_nanos: u64::MAX,
-                full_in_nanos: saturate(tat - now_wide),
+                full_in_nanos: tat - now,
             };
         }
-        let new_tat = tat + u128::from(cost) * emission;
+        let new_tat = tat.saturating_add(cost * emission);
         // Conforms when new_tat - tolerance <= now.
         let allow_at = new_tat.saturating_sub(tolerance);
-        if allow_at <= now_wide {
+        if allow_at <= now {
             BucketDecision {
                 allowed: true,
-                next: Bucket {
-                    tat: saturate(new_tat),
-                },
+                next: Bucket { tat: new_tat },
                 remaining: remaining_at(new_tat),
                 retry_after_nanos: 0,
-                full_in_nanos: saturate(new_tat - now_wide),
+                full_in_nanos: new_tat - now,
             }
         } else {
             BucketDecision {
                 allowed: false,
                 next: *self,
                 remaining: remaining_at(tat),
-                retry_after_nanos: saturate(allow_at - now_wide),
-                full_in_nanos: saturate(tat - now_wide),
+                retry_after_nanos: allow_at - now,
+                full_in_nanos: tat - now,
             }
         }
     }
@@ -161,10 +172,6 @@ impl Bucket {
     pub fn available(&self, spec: &BucketSpec, now: u64) -> u64 {
         self.check(spec, 0, now).remaining
     }
-}
-
-fn saturate(value: u128) -> u64 {
-    u64::try_from(value).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -220,6 +227,8 @@ mod tests {
         assert!(BucketSpec::new(0, 1, 1).is_none());
         assert!(BucketSpec::new(1, 0, 1).is_none());
         assert!(BucketSpec::new(1, 1, 0).is_none());
+        // A bucket that takes longer than 2^62 ns to refill is refused.
+        assert!(BucketSpec::new(1, 1 << 40, 10).is_none());
         assert_eq!(ceil_seconds(1), 1);
         assert_eq!(ceil_seconds(u128::from(S)), 1);
         assert_eq!(ceil_seconds(u128::from(S) + 1), 2);

@@ -7,7 +7,6 @@
 //! RateLimit: "key";r=39;t=1, "org";r=99;t=1, "cycle-requests";r=99000;t=604800
 //! ```
 
-use std::fmt::Write;
 
 /// One quota policy: `"name";q=<quota>;w=<window seconds>[;qu="<unit>"]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,29 +34,31 @@ pub struct Remaining<'a> {
 
 fn sf_string(out: &mut String, text: &str) {
     out.push('"');
-    for c in text.chars().filter(|c| (' '..='~').contains(c)) {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+    let plain = text.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if plain {
+        // Policy names are ours and plain ASCII: copy them whole.
+        out.push_str(text);
+    } else {
+        for c in text.chars().filter(|c| (' '..='~').contains(c)) {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
         }
-        out.push(c);
     }
     out.push('"');
 }
 
 /// The `RateLimit-Policy` field value.
 pub fn policy_field(policies: &[Policy<'_>]) -> String {
-    let mut out = String::with_capacity(policies.len() * 32);
+    let mut out = String::with_capacity(policies.len() * 72);
     for (i, p) in policies.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
         sf_string(&mut out, p.name);
-        let _ = write!(
-            out,
-            ";q={};w={}",
-            p.quota.min(MAX_SF_INTEGER),
-            p.window_seconds.min(MAX_SF_INTEGER)
-        );
+        push_param(&mut out, ";q=", p.quota);
+        push_param(&mut out, ";w=", p.window_seconds);
         if let Some(unit) = p.unit {
             out.push_str(";qu=");
             sf_string(&mut out, unit);
@@ -68,20 +69,21 @@ pub fn policy_field(policies: &[Policy<'_>]) -> String {
 
 /// The `RateLimit` field value.
 pub fn limit_field(limits: &[Remaining<'_>]) -> String {
-    let mut out = String::with_capacity(limits.len() * 24);
+    let mut out = String::with_capacity(limits.len() * 48);
     for (i, l) in limits.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
         sf_string(&mut out, l.name);
-        let _ = write!(
-            out,
-            ";r={};t={}",
-            l.remaining.min(MAX_SF_INTEGER),
-            l.reset_seconds.min(MAX_SF_INTEGER)
-        );
+        push_param(&mut out, ";r=", l.remaining);
+        push_param(&mut out, ";t=", l.reset_seconds);
     }
     out
+}
+
+fn push_param(out: &mut String, prefix: &str, value: u64) {
+    out.push_str(prefix);
+    out.push_str(itoa::Buffer::new().format(value.min(MAX_SF_INTEGER)));
 }
 
 /// Structured-field integers have at most 15 digits.

@@ -122,5 +122,42 @@ fn admit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, admit);
+/// One org and one key: the decision's own cost, with every line in cache.
+fn admit_hot(c: &mut Criterion) {
+    let (orgs, plan) = setup(1, 1);
+    let limiter = Limiter::default();
+    let now = UnixMillis(1_795_000_000_000);
+    let mut nanos = 1_795_000_000_000_000_000u64;
+    let (org_id, org, keys) = &orgs[0];
+    let key = &keys[0];
+    c.bench_function("limiter_admit_hot_single_key", |b| {
+        b.iter(|| {
+            nanos += 1_000;
+            let outcome = limiter.admit(black_box(&Admission {
+                org_id,
+                org,
+                key,
+                plan: &plan,
+                cost: 1,
+                class: None,
+                now,
+                now_nanos: nanos,
+            }));
+            black_box(outcome.verdict)
+        })
+    });
+    let outcome = limiter.admit(&Admission {
+        org_id,
+        org,
+        key,
+        plan: &plan,
+        cost: 1,
+        class: None,
+        now,
+        now_nanos: nanos,
+    });
+    c.bench_function("ratelimit_headers_only", |b| b.iter(|| black_box(throttle::headers(black_box(&outcome), now))));
+}
+
+criterion_group!(benches, admit, admit_hot);
 criterion_main!(benches);

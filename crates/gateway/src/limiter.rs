@@ -176,6 +176,17 @@ impl Limiter {
         }
     }
 
+    /// Runs `f` on the org's counters, locked. The map's shard guard is held
+    /// for the (short, non-async) critical section, which saves an `Arc`
+    /// round trip on the hot path.
+    fn with_counters<T>(&self, org_id: &OrgId, anchor: UnixMillis, f: impl FnOnce(&mut OrgCounters) -> T) -> T {
+        if let Some(existing) = self.orgs.get(org_id) {
+            return f(&mut existing.value().lock());
+        }
+        let counters = self.counters(org_id, anchor);
+        f(&mut counters.lock())
+    }
+
     fn counters(&self, org_id: &OrgId, anchor: UnixMillis) -> Arc<Mutex<OrgCounters>> {
         if let Some(existing) = self.orgs.get(org_id) {
             return Arc::clone(existing.value());
@@ -234,9 +245,11 @@ impl Limiter {
 
     /// Decides one request and, if admitted, consumes its tokens and counts it.
     pub fn admit(&self, a: &Admission<'_>) -> Outcome {
-        let counters = self.counters(a.org_id, a.org.cycle_anchor);
-        let mut state = counters.lock();
-        let cycle = self.roll(a.org_id, &mut state, a.org.cycle_anchor, a.now);
+        self.with_counters(a.org_id, a.org.cycle_anchor, |state| self.admit_locked(a, state))
+    }
+
+    fn admit_locked(&self, a: &Admission<'_>, state: &mut OrgCounters) -> Outcome {
+        let cycle = self.roll(a.org_id, state, a.org.cycle_anchor, a.now);
         let key_state = state.keys.get(&a.key.id).copied().unwrap_or_default();
 
         // At most two quotas (org and key) per meter, on the stack.
@@ -305,7 +318,6 @@ impl Limiter {
             }
             state.dirty = true;
         }
-        drop(state);
 
         let reported = match decision.verdict {
             Verdict::QuotaExhausted { quota } => Some(quota),

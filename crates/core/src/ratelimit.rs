@@ -7,7 +7,6 @@
 //! RateLimit: "key";r=39;t=1, "org";r=99;t=1, "cycle-requests";r=99000;t=604800
 //! ```
 
-
 /// One quota policy: `"name";q=<quota>;w=<window seconds>[;qu="<unit>"]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy<'a> {
@@ -34,7 +33,9 @@ pub struct Remaining<'a> {
 
 fn sf_string(out: &mut String, text: &str) {
     out.push('"');
-    let plain = text.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    let plain = text
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
     if plain {
         // Policy names are ours and plain ASCII: copy them whole.
         out.push_str(text);

@@ -156,7 +156,9 @@ fn admit_hot(c: &mut Criterion) {
         now,
         now_nanos: nanos,
     });
-    c.bench_function("ratelimit_headers_only", |b| b.iter(|| black_box(throttle::headers(black_box(&outcome), now))));
+    c.bench_function("ratelimit_headers_only", |b| {
+        b.iter(|| black_box(throttle::headers(black_box(&outcome), now)))
+    });
 }
 
 criterion_group!(benches, admit, admit_hot);

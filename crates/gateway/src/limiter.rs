@@ -179,7 +179,12 @@ impl Limiter {
     /// Runs `f` on the org's counters, locked. The map's shard guard is held
     /// for the (short, non-async) critical section, which saves an `Arc`
     /// round trip on the hot path.
-    fn with_counters<T>(&self, org_id: &OrgId, anchor: UnixMillis, f: impl FnOnce(&mut OrgCounters) -> T) -> T {
+    fn with_counters<T>(
+        &self,
+        org_id: &OrgId,
+        anchor: UnixMillis,
+        f: impl FnOnce(&mut OrgCounters) -> T,
+    ) -> T {
         if let Some(existing) = self.orgs.get(org_id) {
             return f(&mut existing.value().lock());
         }
@@ -245,7 +250,9 @@ impl Limiter {
 
     /// Decides one request and, if admitted, consumes its tokens and counts it.
     pub fn admit(&self, a: &Admission<'_>) -> Outcome {
-        self.with_counters(a.org_id, a.org.cycle_anchor, |state| self.admit_locked(a, state))
+        self.with_counters(a.org_id, a.org.cycle_anchor, |state| {
+            self.admit_locked(a, state)
+        })
     }
 
     fn admit_locked(&self, a: &Admission<'_>, state: &mut OrgCounters) -> Outcome {

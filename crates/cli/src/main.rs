@@ -304,8 +304,11 @@ async fn serve_demo() -> anyhow::Result<ExitCode> {
         seeded.key
     );
     println!(
-        "  curl -i -X POST http://{ingress}/v1/orders -H 'X-API-Key: {}' -H 'Content-Type: application/json' -d '{{\"symbol\":\"BTC-USD\",\"side\":\"buy\",\"qty\":\"0.01\",\"price\":\"64000\"}}'",
+        "  curl -i -X POST http://{ingress}/v1/orders -H 'X-API-Key: {}' -H 'Idempotency-Key: demo-order-1' -H 'Content-Type: application/json' -d '{{\"symbol\":\"BTC-USD\",\"side\":\"buy\",\"qty\":\"0.01\",\"price\":\"64000\"}}'",
         seeded.key
+    );
+    println!(
+        "  # the same order again: the stored answer, same order id, Idempotent-Replayed: true"
     );
     println!("  curl -i 'http://{ingress}/v1/ticker'   # no key: 401 problem+json");
     println!(

@@ -156,6 +156,33 @@ fn get_with_headers(url: &str, key: &str) -> (u16, Option<String>, Option<String
     })
 }
 
+/// POST an order with an Idempotency-Key: (status, replayed?, body).
+fn place_order(url: &str, key: &str, idempotency_key: &str) -> (u16, bool, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(url)
+            .header("X-API-Key", key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&serde_json::json!({"symbol": "BTC-USD", "side": "buy", "qty": "0.01"}))
+            .send()
+            .await
+            .expect("request");
+        let replayed = response
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true");
+        (
+            response.status().as_u16(),
+            replayed,
+            response.json().await.unwrap_or(Value::Null),
+        )
+    })
+}
+
 fn get(url: &str, key: Option<&str>) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -187,6 +214,26 @@ fn demo_serves_the_trading_api_and_the_cli_manages_it() {
         (status, problem["code"].as_str()),
         (401, Some("missing_api_key"))
     );
+
+    // An order, then the same order again: one execution, the same order id.
+    let orders = format!("{}/v1/orders", demo.ingress);
+    // An order costs 5 of the demo key's burst of 10 (5 per second), so
+    // space them out as a person would.
+    let pause = || std::thread::sleep(Duration::from_millis(1_100));
+    let (status, replayed, first) = place_order(&orders, &demo.key, "newcomer-1");
+    assert_eq!((status, replayed), (201, false), "{first}");
+    pause();
+    let (status, replayed, again) = place_order(&orders, &demo.key, "newcomer-1");
+    assert_eq!((status, replayed), (201, true), "{again}");
+    assert_eq!(first["order_id"], again["order_id"]);
+    pause();
+    let (_, _, other) = place_order(&orders, &demo.key, "newcomer-2");
+    assert_ne!(
+        first["order_id"], other["order_id"],
+        "a new key is a new order"
+    );
+    // Let the bucket fill up again before counting it down.
+    std::thread::sleep(Duration::from_millis(2_200));
 
     // The demo plan is small on purpose: a quick loop sees the count go down, then a 429.
     let mut seen_remaining = Vec::new();

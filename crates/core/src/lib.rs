@@ -15,6 +15,7 @@ pub mod access;
 pub mod api_key;
 pub mod cycle;
 pub mod encoding;
+pub mod idempotency;
 pub mod ids;
 pub mod limit;
 pub mod meter;

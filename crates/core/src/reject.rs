@@ -33,6 +33,18 @@ pub enum Rejection {
     RateLimited,
     /// A billing-cycle quota is exhausted and the org is not pay-as-you-go.
     QuotaExhausted,
+    /// The route requires an `Idempotency-Key` and none was sent.
+    IdempotencyKeyRequired,
+    /// The `Idempotency-Key` is not 1 to 255 printable ASCII characters.
+    IdempotencyKeyInvalid,
+    /// A request with this key is still running.
+    IdempotencyInFlight,
+    /// The key was already used for a different request.
+    IdempotencyKeyMismatch,
+    /// The request body could not be read (the client stopped sending).
+    RequestBodyUnreadable,
+    /// The store failed, so the request could not be made safe to run.
+    StoreUnavailable,
     /// The upstream refused the connection or failed mid-request.
     UpstreamUnavailable,
     /// The upstream did not answer within the configured timeout.
@@ -41,7 +53,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every rejection, for documentation checks and metrics pre-registration.
-    pub const ALL: [Rejection; 15] = [
+    pub const ALL: [Rejection; 21] = [
         Rejection::RouteNotFound,
         Rejection::MethodNotAllowed,
         Rejection::PayloadTooLarge,
@@ -55,6 +67,12 @@ impl Rejection {
         Rejection::ProductNotInPlan,
         Rejection::RateLimited,
         Rejection::QuotaExhausted,
+        Rejection::IdempotencyKeyRequired,
+        Rejection::IdempotencyKeyInvalid,
+        Rejection::IdempotencyInFlight,
+        Rejection::IdempotencyKeyMismatch,
+        Rejection::RequestBodyUnreadable,
+        Rejection::StoreUnavailable,
         Rejection::UpstreamUnavailable,
         Rejection::UpstreamTimeout,
     ];
@@ -75,6 +93,12 @@ impl Rejection {
             Rejection::ProductNotInPlan => "product_not_in_plan",
             Rejection::RateLimited => "rate_limited",
             Rejection::QuotaExhausted => "quota_exhausted",
+            Rejection::IdempotencyKeyRequired => "idempotency_key_required",
+            Rejection::IdempotencyKeyInvalid => "idempotency_key_invalid",
+            Rejection::IdempotencyInFlight => "idempotency_in_flight",
+            Rejection::IdempotencyKeyMismatch => "idempotency_key_mismatch",
+            Rejection::RequestBodyUnreadable => "request_body_unreadable",
+            Rejection::StoreUnavailable => "store_unavailable",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
         }
@@ -94,6 +118,12 @@ impl Rejection {
             | Rejection::ProductNotAllowed
             | Rejection::ProductNotInPlan => 403,
             Rejection::RateLimited | Rejection::QuotaExhausted => 429,
+            Rejection::IdempotencyKeyRequired
+            | Rejection::IdempotencyKeyInvalid
+            | Rejection::RequestBodyUnreadable => 400,
+            Rejection::IdempotencyInFlight => 409,
+            Rejection::IdempotencyKeyMismatch => 422,
+            Rejection::StoreUnavailable => 503,
             Rejection::UpstreamUnavailable => 502,
             Rejection::UpstreamTimeout => 504,
         }
@@ -115,6 +145,12 @@ impl Rejection {
             Rejection::ProductNotInPlan => "Product not included in the plan",
             Rejection::RateLimited => "Rate limit exceeded",
             Rejection::QuotaExhausted => "Quota exhausted",
+            Rejection::IdempotencyKeyRequired => "Idempotency-Key required",
+            Rejection::IdempotencyKeyInvalid => "Idempotency-Key invalid",
+            Rejection::IdempotencyInFlight => "Request with this Idempotency-Key in progress",
+            Rejection::IdempotencyKeyMismatch => "Idempotency-Key reused for a different request",
+            Rejection::RequestBodyUnreadable => "Request body unreadable",
+            Rejection::StoreUnavailable => "Store unavailable",
             Rejection::UpstreamUnavailable => "Upstream unavailable",
             Rejection::UpstreamTimeout => "Upstream timed out",
         }

@@ -10,6 +10,18 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Whether a route demands an `Idempotency-Key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdempotencyMode {
+    /// Every request must carry a key (the default for write routes).
+    Required,
+    /// A key is honoured when sent.
+    Optional,
+    /// Keys are ignored and forwarded as any header (the default for reads).
+    Off,
+}
+
 /// Whether a route reads or writes. Budgets and idempotency treat them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -155,6 +167,8 @@ pub struct Route {
     pub class: RouteClass,
     /// Token-bucket cost of one request, unless the plan overrides it.
     pub cost: u64,
+    /// Whether `Idempotency-Key` is required, honoured or ignored.
+    pub idempotency: IdempotencyMode,
 }
 
 impl Route {
@@ -280,6 +294,7 @@ mod tests {
             product: product.into(),
             class: RouteClass::Read,
             cost: 1,
+            idempotency: IdempotencyMode::Off,
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tollgate_core::access::ProductScope;
 use tollgate_core::limit::BucketSpec;
 use tollgate_core::meter::Meter;
-use tollgate_core::route::{PathPattern, Route, RouteClass, RouteTable};
+use tollgate_core::route::{IdempotencyMode, PathPattern, Route, RouteClass, RouteTable};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -38,6 +38,35 @@ pub struct Config {
     pub plans: BTreeMap<String, PlanConfig>,
     /// Routes, tried in order.
     pub routes: Vec<RouteConfig>,
+    /// Idempotency-Key records.
+    pub idempotency: IdempotencyConfig,
+}
+
+/// `[idempotency]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    /// How long a completed request's response is replayed for its key.
+    pub retention_seconds: u64,
+    /// An in-flight record left by a crashed process is taken over after
+    /// this long. Must exceed `upstream.request_timeout_ms`.
+    pub lock_timeout_seconds: u64,
+    /// Largest response body kept for replay; larger bodies are replayed
+    /// with status and headers only.
+    pub max_response_bytes: usize,
+    /// Expired records are deleted this often.
+    pub purge_interval_seconds: u64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            retention_seconds: 24 * 3600,
+            lock_timeout_seconds: 60,
+            max_response_bytes: 1024 * 1024,
+            purge_interval_seconds: 300,
+        }
+    }
 }
 
 /// `[ingress]`
@@ -215,6 +244,10 @@ pub struct RouteConfig {
     /// Token-bucket cost of one request (default 1); plans may override it.
     #[serde(default = "default_cost")]
     pub cost: u64,
+    /// `required`, `optional` or `off`; by default required on write routes
+    /// and off on read routes.
+    #[serde(default)]
+    pub idempotency: Option<IdempotencyMode>,
 }
 
 /// Why configuration was refused. Each message names the setting.
@@ -305,6 +338,19 @@ impl Config {
             return Err(invalid("admin.token", "must be at least 16 characters"));
         }
         self.upstream_base()?;
+        let idem = &self.idempotency;
+        if idem.retention_seconds == 0 || idem.purge_interval_seconds == 0 {
+            return Err(invalid(
+                "idempotency",
+                "retention_seconds and purge_interval_seconds must be positive",
+            ));
+        }
+        if idem.lock_timeout_seconds.saturating_mul(1000) <= self.upstream.request_timeout_ms {
+            return Err(invalid(
+                "idempotency.lock_timeout_seconds",
+                "must be longer than upstream.request_timeout_ms, or a slow request's key could be taken over while it runs",
+            ));
+        }
         for (setting, value) in [
             ("store.usage_flush_ms", self.store.usage_flush_ms),
             (
@@ -484,6 +530,10 @@ impl Config {
                 product: route.product.clone(),
                 class: route.class,
                 cost: route.cost,
+                idempotency: route.idempotency.unwrap_or(match route.class {
+                    RouteClass::Write => IdempotencyMode::Required,
+                    RouteClass::Read => IdempotencyMode::Off,
+                }),
             });
         }
         Ok(RouteTable::new(routes))

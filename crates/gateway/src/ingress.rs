@@ -1,10 +1,12 @@
 //! The ingress handler: runs the pipeline steps in order for one request and
 //! turns a refusal into a problem+json response.
 
+use crate::config::IdempotencyConfig;
+use crate::directory::{KeyEntry, OrgEntry};
 use crate::limiter::{Admission, Limiter};
 use crate::metered_body::MeteredBody;
 use crate::pipeline::forward::{self, ForwardSettings, UpstreamClient};
-use crate::pipeline::{Context, Refusal, api_key, limits, org, throttle};
+use crate::pipeline::{Context, Refusal, api_key, idempotency, limits, org, throttle};
 use crate::plans::Plans;
 use crate::problem::Problem;
 use crate::{Clock, ProxyBody, directory::Directory, metrics::Metrics, request_id};
@@ -28,6 +30,8 @@ pub struct Ingress {
     pub(crate) plans: Plans,
     pub(crate) directory: Arc<Directory>,
     pub(crate) limiter: Arc<Limiter>,
+    pub(crate) store: Arc<dyn tollgate_store::Store>,
+    pub(crate) idempotency: IdempotencyConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client: UpstreamClient,
     pub(crate) forward: ForwardSettings,
@@ -109,8 +113,10 @@ impl Ingress {
         // Step 3: organization.
         let (org_entry, plan) = org::check(&self.directory, &self.plans, &key, &context.product)?;
         // Steps 6 and 7: throttling and quotas.
-        let mut rate_headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
-        let mut counted = false;
+        let mut admitted = Admitted {
+            rate_headers: Vec::new(),
+            counted: false,
+        };
         if let Some(plan) = plan.as_ref().filter(|p| p.is_metered()) {
             let outcome = self.limiter.admit(&Admission {
                 org_id: &key.org_id,
@@ -122,53 +128,130 @@ impl Ingress {
                 now,
                 now_nanos: self.clock.now_nanos(),
             });
-            rate_headers = throttle::headers(&outcome, now);
-            if let Some(refusal) = throttle::refusal(&outcome, now, &rate_headers) {
+            admitted.rate_headers = throttle::headers(&outcome, now);
+            if let Some(refusal) = throttle::refusal(&outcome, now, &admitted.rate_headers) {
                 return Err(refusal);
             }
-            counted = matches!(outcome.verdict, Verdict::Admit { .. });
+            admitted.counted = matches!(outcome.verdict, Verdict::Admit { .. });
         }
         context.key = Some(Arc::clone(&key));
-        // Step 10: forward.
-        let upstream_request = forward::prepare(request, &context, source, remote, &self.forward)?;
-        let response = match forward::send(&self.client, upstream_request, &self.forward).await {
+        // From here on, anything but a forwarded, successful request gives
+        // back the request count the throttle step took.
+        let result = self
+            .after_admission(
+                request,
+                spec,
+                &context,
+                source,
+                remote,
+                &org_entry,
+                &key,
+                &mut admitted,
+                now,
+            )
+            .await;
+        let mut response = match result {
             Ok(response) => response,
             Err(mut refusal) => {
-                if counted {
+                if admitted.counted {
                     self.limiter.refund_request(&key.org_id, &key.id);
                 }
-                refusal.headers.extend(rate_headers);
+                refusal.headers.extend(admitted.rate_headers);
+                return Err(refusal);
+            }
+        };
+        let headers = response.headers_mut();
+        for (name, value) in admitted.rate_headers {
+            headers.insert(name, value);
+        }
+        Ok(response)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn after_admission(
+        &self,
+        request: Request<Incoming>,
+        spec: &tollgate_core::route::Route,
+        context: &Context,
+        source: api_key::KeySource,
+        remote: SocketAddr,
+        org_entry: &OrgEntry,
+        key: &KeyEntry,
+        admitted: &mut Admitted,
+        now: tollgate_core::time::UnixMillis,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        // Step 8: idempotency.
+        let (parts, body) = request.into_parts();
+        let (body, ticket) = match idempotency::key_of(&parts.headers, spec.idempotency)? {
+            None => (forward::streamed(body, self.max_body_bytes), None),
+            Some(idem_key) => {
+                let bytes = idempotency::read_body(body, self.max_body_bytes).await?;
+                let step = idempotency::begin(
+                    self.store.as_ref(),
+                    &self.idempotency,
+                    &key.org_id,
+                    idem_key,
+                    parts.method.as_str(),
+                    parts.uri.path(),
+                    parts.uri.query().unwrap_or(""),
+                    &bytes,
+                    now,
+                )
+                .await?;
+                match step {
+                    idempotency::Step::Replay(response) => {
+                        // No upstream call, no new charge, no new usage.
+                        if admitted.counted {
+                            self.limiter.refund_request(&key.org_id, &key.id);
+                            admitted.counted = false;
+                        }
+                        return Ok(with_request_id(response, &context.request_id));
+                    }
+                    idempotency::Step::Hold(ticket) => (forward::full(bytes), Some(ticket)),
+                    idempotency::Step::Pass => (forward::full(bytes), None),
+                }
+            }
+        };
+        // Step 10: forward.
+        let request = Request::from_parts(parts, body);
+        let upstream_request = forward::prepare(request, context, source, remote, &self.forward)?;
+        let response = match forward::send(&self.client, upstream_request, &self.forward).await {
+            Ok(response) => response,
+            Err(refusal) => {
+                if let Some(ticket) = &ticket {
+                    idempotency::release(self.store.as_ref(), ticket).await;
+                }
                 return Err(refusal);
             }
         };
         // Step 11 (metering part): what the response used.
         let failed = response.status().is_server_error();
-        let mut usage = [0u64; METERS];
-        if let Some(value) = response.headers().get(&TOLLGATE_USAGE) {
-            match tollgate_core::usage::parse(value.as_bytes()) {
-                Ok(report) => {
-                    if !report.ignored.is_empty() {
-                        tracing::debug!(ignored = ?report.ignored, "Tollgate-Usage members ignored");
-                    }
-                    usage = report.counts;
-                }
-                Err(error) => tracing::warn!(%error, "upstream sent an unreadable Tollgate-Usage"),
+        let usage = usage_report(response.headers());
+        let mut response = forward::respond(response, &context.request_id);
+        if let Some(ticket) = &ticket {
+            if failed {
+                idempotency::release(self.store.as_ref(), ticket).await;
+            } else {
+                response = idempotency::complete(
+                    self.store.as_ref(),
+                    &self.idempotency,
+                    ticket,
+                    response,
+                    now,
+                )
+                .await?;
             }
         }
-        let mut response = forward::respond(response, request_id);
-        if counted {
+        if admitted.counted {
             if failed {
                 // Not charged, so not counted.
                 self.limiter.refund_request(&key.org_id, &key.id);
+                admitted.counted = false;
             } else {
                 self.limiter
                     .record(&key.org_id, &key.id, org_entry.cycle_anchor, &usage, now);
                 response = self.meter_bytes(response, &key.org_id, &key.id, org_entry.cycle_anchor);
             }
-        }
-        let headers = response.headers_mut();
-        for (name, value) in rate_headers {
-            headers.insert(name, value);
         }
         Ok(response)
     }
@@ -195,6 +278,39 @@ impl Ingress {
             .boxed()
         })
     }
+}
+
+/// The throttle step's result carried through the later steps.
+struct Admitted {
+    rate_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The request count was taken and must be given back if the request
+    /// does not end in a forwarded, non-5xx answer.
+    counted: bool,
+}
+
+fn usage_report(headers: &http::HeaderMap) -> tollgate_core::meter::MeterCounts {
+    let Some(value) = headers.get(&TOLLGATE_USAGE) else {
+        return [0; METERS];
+    };
+    match tollgate_core::usage::parse(value.as_bytes()) {
+        Ok(report) => {
+            if !report.ignored.is_empty() {
+                tracing::debug!(ignored = ?report.ignored, "Tollgate-Usage members ignored");
+            }
+            report.counts
+        }
+        Err(error) => {
+            tracing::warn!(%error, "upstream sent an unreadable Tollgate-Usage");
+            [0; METERS]
+        }
+    }
+}
+
+fn with_request_id(mut response: Response<ProxyBody>, request_id: &str) -> Response<ProxyBody> {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(&crate::REQUEST_ID, value);
+    }
+    response
 }
 
 /// A refusal as a problem+json response.

@@ -123,7 +123,7 @@ pub async fn run_with(
     let plans = Arc::new(plans::compile(&config, &routes));
 
     let ingress = Arc::new(build_ingress(
-        &config, routes, &plans, &directory, &limiter, &clock, &metrics,
+        &config, routes, &plans, &directory, &limiter, &clock, &metrics, &store,
     )?);
     let admin_state = AdminState::new(
         Arc::clone(&config),
@@ -156,6 +156,13 @@ pub async fn run_with(
         Arc::clone(&limiter),
         Arc::clone(&store),
         flush_every,
+        stop_rx.clone(),
+    ));
+    let purge_every = Duration::from_secs(config.idempotency.purge_interval_seconds);
+    let purge_task = tokio::spawn(purge_idempotency(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        purge_every,
         stop_rx,
     ));
     shutdown.await;
@@ -164,6 +171,7 @@ pub async fn run_with(
     let _ = ingress_task.await;
     let _ = admin_task.await;
     let _ = flush_task.await;
+    let _ = purge_task.await;
     // Counts of requests that finished while draining.
     flush_once(&limiter, store.as_ref()).await;
     Ok(())
@@ -177,6 +185,27 @@ async fn flush_once(limiter: &Limiter, store: &dyn Store) {
     if let Err(error) = store.save_usage(&rows).await {
         tracing::warn!(%error, rows = rows.len(), "could not save usage counters; retrying on the next flush");
         limiter.unsaved(rows);
+    }
+}
+
+/// Deletes expired idempotency records every `every`, until stopped.
+async fn purge_idempotency(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => match store.idempotency_purge(clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(records = n, "expired idempotency records purged"),
+                Err(error) => tracing::warn!(%error, "idempotency purge failed"),
+            },
+            _ = stop.changed() => break,
+        }
     }
 }
 
@@ -197,6 +226,7 @@ async fn flush_usage(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_ingress(
     config: &Config,
     routes: tollgate_core::route::RouteTable,
@@ -205,6 +235,7 @@ fn build_ingress(
     limiter: &Arc<Limiter>,
     clock: &Arc<dyn Clock>,
     metrics: &Arc<Metrics>,
+    store: &Arc<dyn Store>,
 ) -> anyhow::Result<Ingress> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_millis(
@@ -223,6 +254,8 @@ fn build_ingress(
         plans: plans.clone(),
         directory: Arc::clone(directory),
         limiter: Arc::clone(limiter),
+        store: Arc::clone(store),
+        idempotency: config.idempotency.clone(),
         clock: Arc::clone(clock),
         client,
         forward: ForwardSettings {

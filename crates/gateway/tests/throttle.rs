@@ -149,6 +149,7 @@ async fn costs_weigh_per_route_and_method() {
         .http
         .post(gw.url("/v1/orders"))
         .bearer_auth(&key)
+        .header("Idempotency-Key", "order-1")
         .json(&json!({}))
         .send()
         .await
@@ -159,6 +160,7 @@ async fn costs_weigh_per_route_and_method() {
         .http
         .post(gw.url("/v1/orders"))
         .bearer_auth(&key)
+        .header("Idempotency-Key", "order-2")
         .json(&json!({}))
         .send()
         .await

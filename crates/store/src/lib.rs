@@ -12,7 +12,7 @@
 mod rows;
 mod sqlite;
 
-pub use rows::{CommitmentRow, KeyRow, OrgRow, UsageRow};
+pub use rows::{CommitmentRow, IdempotencyBegin, KeyRow, OrgRow, StoredResponse, UsageRow};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -118,6 +118,38 @@ pub trait Store: Send + Sync + 'static {
     async fn save_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
     /// Counters of cycles that started at or after `since`.
     async fn load_usage(&self, since: UnixMillis) -> StoreResult<Vec<UsageRow>>;
+
+    /// Takes the key for a request with this fingerprint, unless a live
+    /// record exists; an expired record or a lapsed in-flight lock is taken
+    /// over. Atomic: of concurrent callers exactly one gets `Started`.
+    async fn idempotency_begin(
+        &self,
+        org: &OrgId,
+        key: &str,
+        fingerprint: &[u8; 32],
+        now: UnixMillis,
+        locked_until: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> StoreResult<IdempotencyBegin>;
+    /// Stores the response of the request holding the key.
+    async fn idempotency_complete(
+        &self,
+        org: &OrgId,
+        key: &str,
+        fingerprint: &[u8; 32],
+        response: &StoredResponse,
+        expires_at: UnixMillis,
+    ) -> StoreResult<()>;
+    /// Drops the in-flight record of the request holding the key, so that a
+    /// retry can run (the upstream failed; nothing was stored or charged).
+    async fn idempotency_release(
+        &self,
+        org: &OrgId,
+        key: &str,
+        fingerprint: &[u8; 32],
+    ) -> StoreResult<()>;
+    /// Deletes expired records and lapsed in-flight locks; returns how many.
+    async fn idempotency_purge(&self, now: UnixMillis) -> StoreResult<u64>;
 
     /// Every organization, for building the in-memory snapshot.
     async fn all_orgs(&self) -> StoreResult<Vec<OrgRow>>;

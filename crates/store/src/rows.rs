@@ -90,6 +90,35 @@ pub struct CommitmentRow {
     pub created_at: UnixMillis,
 }
 
+/// A response kept for replay under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers to replay, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, byte for byte (empty when omitted).
+    pub body: Vec<u8>,
+    /// The body was larger than the configured limit and was not kept.
+    pub body_omitted: bool,
+}
+
+/// What [`crate::Store::idempotency_begin`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// No live record: this request holds the key now.
+    Started,
+    /// Another request with this key and fingerprint is running.
+    InFlight {
+        /// When its lock lapses.
+        locked_until: UnixMillis,
+    },
+    /// A request with this key and fingerprint completed: replay this.
+    Completed(StoredResponse),
+    /// The key was used for a different request.
+    Mismatch,
+}
+
 /// One persisted cycle counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRow {

@@ -1,8 +1,8 @@
 //! The embedded backend: SQLite in one file.
 
 use crate::{
-    CommitmentRow, KeyRow, OrgRow, Store, StoreError, StoreResult, UsageRow, key_status_text,
-    org_status_text,
+    CommitmentRow, IdempotencyBegin, KeyRow, OrgRow, Store, StoreError, StoreResult,
+    StoredResponse, UsageRow, key_status_text, org_status_text,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -394,6 +394,131 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn idempotency_begin(
+        &self,
+        org: &OrgId,
+        key: &str,
+        fingerprint: &[u8; 32],
+        now: UnixMillis,
+        locked_until: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> StoreResult<IdempotencyBegin> {
+        // One statement: insert, or take over a record that has expired or
+        // whose holder's lock has lapsed. SQLite runs it under its write lock,
+        // so of concurrent callers exactly one changes a row.
+        let taken = query(
+            "INSERT INTO idempotency (org_id, key, fingerprint, state, locked_until, expires_at, created_at) \
+             VALUES (?1, ?2, ?3, 'in_flight', ?4, ?5, ?6) \
+             ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight', \
+                 locked_until = excluded.locked_until, expires_at = excluded.expires_at, status = NULL, \
+                 headers = NULL, body = NULL, body_omitted = 0, created_at = excluded.created_at \
+             WHERE idempotency.expires_at <= ?6 \
+                OR (idempotency.state = 'in_flight' AND idempotency.locked_until <= ?6)",
+        )
+        .bind(org.as_str())
+        .bind(key)
+        .bind(&fingerprint[..])
+        .bind(locked_until.0)
+        .bind(expires_at.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(IdempotencyBegin::Started);
+        }
+        let row = query(
+            "SELECT fingerprint, state, locked_until, status, headers, body, body_omitted \
+             FROM idempotency WHERE org_id = ? AND key = ?",
+        )
+        .bind(org.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            // Purged between the two statements: report it busy; a retry starts afresh.
+            return Ok(IdempotencyBegin::InFlight { locked_until: now });
+        };
+        let stored: Vec<u8> = row.try_get("fingerprint")?;
+        if stored.as_slice() != &fingerprint[..] {
+            return Ok(IdempotencyBegin::Mismatch);
+        }
+        if row.try_get::<&str, _>("state")? == "in_flight" {
+            return Ok(IdempotencyBegin::InFlight {
+                locked_until: UnixMillis(row.try_get("locked_until")?),
+            });
+        }
+        let headers_text: Option<&str> = row.try_get("headers")?;
+        let headers: Vec<(String, String)> = serde_json::from_str(headers_text.unwrap_or("[]"))
+            .map_err(|e| corrupt("idempotency headers", e))?;
+        let status: Option<i64> = row.try_get("status")?;
+        Ok(IdempotencyBegin::Completed(StoredResponse {
+            status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
+            headers,
+            body: row
+                .try_get::<Option<Vec<u8>>, _>("body")?
+                .unwrap_or_default(),
+            body_omitted: row.try_get::<i64, _>("body_omitted")? != 0,
+        }))
+    }
+
+    async fn idempotency_complete(
+        &self,
+        org: &OrgId,
+        key: &str,
+        fingerprint: &[u8; 32],
+        response: &StoredResponse,
+        expires_at: UnixMillis,
+    ) -> StoreResult<()> {
+        let headers = serde_json::to_string(&response.headers)
+            .map_err(|e| corrupt("idempotency headers", e))?;
+        query(
+            "UPDATE idempotency SET state = 'completed', status = ?, headers = ?, body = ?, \
+             body_omitted = ?, expires_at = ? \
+             WHERE org_id = ? AND key = ? AND fingerprint = ? AND state = 'in_flight'",
+        )
+        .bind(i64::from(response.status))
+        .bind(headers)
+        .bind(&response.body)
+        .bind(i64::from(response.body_omitted))
+        .bind(expires_at.0)
+        .bind(org.as_str())
+        .bind(key)
+        .bind(&fingerprint[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn idempotency_release(
+        &self,
+        org: &OrgId,
+        key: &str,
+        fingerprint: &[u8; 32],
+    ) -> StoreResult<()> {
+        query(
+            "DELETE FROM idempotency \
+             WHERE org_id = ? AND key = ? AND fingerprint = ? AND state = 'in_flight'",
+        )
+        .bind(org.as_str())
+        .bind(key)
+        .bind(&fingerprint[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn idempotency_purge(&self, now: UnixMillis) -> StoreResult<u64> {
+        let done = query(
+            "DELETE FROM idempotency \
+             WHERE expires_at <= ? OR (state = 'in_flight' AND locked_until <= ?)",
+        )
+        .bind(now.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn all_orgs(&self) -> StoreResult<Vec<OrgRow>> {

@@ -255,3 +255,99 @@ async fn key_quotas_commitments_and_usage_counters() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn idempotency_records_lifecycle() {
+    use tollgate_store::{IdempotencyBegin, StoredResponse};
+    let (_dir, store) = sqlite().await;
+    let a = org(1);
+    store.create_org(&a).await.expect("org");
+    let fp = [1u8; 32];
+    let other = [2u8; 32];
+    let t = UnixMillis(10_000);
+    let begin = |fp: [u8; 32], now: i64| {
+        let store = store.clone();
+        let id = a.id.clone();
+        async move {
+            store
+                .idempotency_begin(
+                    &id,
+                    "k1",
+                    &fp,
+                    UnixMillis(now),
+                    UnixMillis(now + 1_000),
+                    UnixMillis(now + 60_000),
+                )
+                .await
+                .expect("begin")
+        }
+    };
+    assert_eq!(begin(fp, t.0).await, IdempotencyBegin::Started);
+    assert_eq!(
+        begin(fp, t.0 + 1).await,
+        IdempotencyBegin::InFlight {
+            locked_until: UnixMillis(t.0 + 1_000)
+        }
+    );
+    assert_eq!(begin(other, t.0 + 1).await, IdempotencyBegin::Mismatch);
+    // A lapsed lock (crashed holder) is taken over.
+    assert_eq!(begin(fp, t.0 + 1_000).await, IdempotencyBegin::Started);
+
+    let response = StoredResponse {
+        status: 201,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: b"{\"order_id\":\"ord_1\"}".to_vec(),
+        body_omitted: false,
+    };
+    store
+        .idempotency_complete(&a.id, "k1", &fp, &response, UnixMillis(t.0 + 60_000))
+        .await
+        .expect("complete");
+    assert_eq!(
+        begin(fp, t.0 + 2_000).await,
+        IdempotencyBegin::Completed(response)
+    );
+    assert_eq!(begin(other, t.0 + 2_000).await, IdempotencyBegin::Mismatch);
+    // After the retention window the key is free again.
+    assert_eq!(begin(other, t.0 + 60_000).await, IdempotencyBegin::Started);
+    // Release frees an in-flight key; it does not touch completed ones.
+    store
+        .idempotency_release(&a.id, "k1", &other)
+        .await
+        .expect("release");
+    assert_eq!(begin(fp, t.0 + 60_001).await, IdempotencyBegin::Started);
+
+    // Concurrent begins: exactly one starts.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        let id = a.id.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .idempotency_begin(
+                    &id,
+                    "k2",
+                    &[9; 32],
+                    UnixMillis(1),
+                    UnixMillis(1_000),
+                    UnixMillis(9_000),
+                )
+                .await
+                .expect("begin")
+        }));
+    }
+    let mut started = 0;
+    for task in tasks {
+        if task.await.expect("join") == IdempotencyBegin::Started {
+            started += 1;
+        }
+    }
+    assert_eq!(started, 1);
+    assert_eq!(
+        store
+            .idempotency_purge(UnixMillis(1_000_000))
+            .await
+            .expect("purge"),
+        2
+    );
+}

@@ -106,7 +106,7 @@ fn header_value(text: &str) -> Option<HeaderValue> {
 
 /// Rewrites the client's request for the upstream.
 pub fn prepare(
-    request: Request<Incoming>,
+    request: Request<ProxyBody>,
     context: &Context,
     source: KeySource,
     remote: SocketAddr,
@@ -163,12 +163,6 @@ pub fn prepare(
         &TOLLGATE_ROUTE_CLASS,
         HeaderValue::from_static(context.class.as_str()),
     );
-    // Bodies without a Content-Length are counted while they stream.
-    let body = Limited::new(
-        body,
-        usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX),
-    )
-    .boxed();
     Ok(Request::from_parts(parts, body))
 }
 
@@ -241,6 +235,12 @@ pub fn respond(response: Response<Incoming>, request_id: &str) -> Response<Proxy
         parts.headers.insert(&REQUEST_ID, value);
     }
     Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+}
+
+/// A client's request body streamed to the upstream; bodies without a
+/// Content-Length are counted against the limit while they stream.
+pub fn streamed(body: Incoming, max_body_bytes: u64) -> ProxyBody {
+    Limited::new(body, usize::try_from(max_body_bytes).unwrap_or(usize::MAX)).boxed()
 }
 
 /// A complete body from bytes, for tollgate's own responses.

@@ -5,6 +5,7 @@
 
 pub mod api_key;
 pub mod forward;
+pub mod idempotency;
 pub mod limits;
 pub mod org;
 pub mod throttle;

@@ -47,16 +47,41 @@ async fn record(State(upstream): State<Upstream>, request: Request) -> Response 
         return StatusCode::BAD_REQUEST.into_response();
     };
     let path = parts.uri.path().to_owned();
+    let execution = {
+        let seen = upstream.seen.lock();
+        seen.len() + 1
+    };
     upstream.seen.lock().push(Seen {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
         headers: parts.headers.clone(),
-        body,
+        body: body.clone(),
     });
-    if path == "/slow" {
+    if path.contains("slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    let mut response = axum::Json(json!({ "ok": true, "path": path })).into_response();
+    // Test hooks in a JSON body: {"delay_ms": n}, {"fail": true} -> 500,
+    // {"reject": true} -> 400.
+    let hooks: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(delay) = hooks["delay_ms"].as_u64() {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if hooks["fail"] == true {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": "boom", "execution": execution})),
+        )
+            .into_response();
+    }
+    if hooks["reject"] == true {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "insufficient margin", "execution": execution})),
+        )
+            .into_response();
+    }
+    let mut response =
+        axum::Json(json!({ "ok": true, "path": path, "execution": execution })).into_response();
     let headers = response.headers_mut();
     headers.insert("tollgate-usage", "order_sent=1".parse().expect("value"));
     headers.insert("x-upstream", "yes".parse().expect("value"));
@@ -133,6 +158,12 @@ pub fn test_config(upstream: SocketAddr, sqlite: &std::path::Path) -> Config {
         path = "/v1/upload"
         methods = ["POST"]
         product = "market-data"
+        class = "write"
+        idempotency = "optional"
+        [[routes]]
+        path = "/v1/slow-orders"
+        methods = ["POST"]
+        product = "trading"
         class = "write"
         "#,
         sqlite = sqlite.display()

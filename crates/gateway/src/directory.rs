@@ -119,9 +119,7 @@ impl Directory {
         for org in store.all_orgs().await? {
             directory.put_org(&org);
         }
-        for key in store.all_keys().await? {
-            directory.put_key(&key);
-        }
+        store.scan_keys(&mut |key| directory.put_key(&key)).await?;
         Ok(directory)
     }
 

@@ -11,7 +11,9 @@
 //!
 //! Cycle usage is written behind to the store (`quota_usage`) by a flush task
 //! and read back at start, so a restart keeps the cycle's counts; at most one
-//! flush interval of counts can be lost in a crash.
+//! flush interval of counts can be lost in a crash. The organization's counts
+//! are always written; a key's only when the key has its own quota, so the
+//! flush costs in proportion to organizations, not keys.
 
 use crate::directory::{KeyEntry, OrgEntry};
 use crate::plans::Plan;
@@ -33,6 +35,10 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 struct KeyCounters {
     bucket: Bucket,
     used: MeterCounts,
+    /// Counts changed since the last flush.
+    dirty: bool,
+    /// The key has its own quota, so its counts must survive a restart.
+    persist: bool,
 }
 
 /// One organization's counters.
@@ -134,7 +140,9 @@ impl OrgCounters {
         }
     }
 
-    fn rows(&self, org_id: &OrgId) -> Vec<UsageRow> {
+    /// The org's counters and those of its keys that changed since the last
+    /// flush, clearing the keys' dirty flags.
+    fn rows(&mut self, org_id: &OrgId) -> Vec<UsageRow> {
         let Some(cycle) = self.cycle else {
             return Vec::new();
         };
@@ -150,7 +158,13 @@ impl OrgCounters {
             if self.used[meter.index()] > 0 {
                 rows.push(row(None, &self.used, meter));
             }
-            for (key, counters) in &self.keys {
+        }
+        for (key, counters) in &mut self.keys {
+            if !counters.dirty || !counters.persist {
+                continue;
+            }
+            counters.dirty = false;
+            for meter in Meter::ALL {
                 if counters.used[meter.index()] > 0 {
                     rows.push(row(Some(key), &counters.used, meter));
                 }
@@ -317,6 +331,8 @@ impl Limiter {
                 updated.bucket = next;
             }
             updated.used[Meter::Request.index()] += 1;
+            updated.dirty = true;
+            updated.persist = a.key.quotas.iter().any(Option::is_some);
             match state.keys.get_mut(&a.key.id) {
                 Some(slot) => *slot = updated,
                 None => {
@@ -381,6 +397,7 @@ impl Limiter {
         for (total, add) in key.used.iter_mut().zip(counts) {
             *total = total.saturating_add(*add);
         }
+        key.dirty = true;
         state.dirty = true;
     }
 
@@ -396,6 +413,7 @@ impl Limiter {
         state.used[i] = state.used[i].saturating_sub(1);
         if let Some(key) = state.keys.get_mut(key_id) {
             key.used[i] = key.used[i].saturating_sub(1);
+            key.dirty = true;
         }
         state.dirty = true;
     }

@@ -566,7 +566,16 @@ async fn upstream_failures_are_not_counted() {
 async fn cycle_counts_survive_a_restart() {
     let gw = gateway_with(&[("q3", QUOTA_3)]).await;
     let org = gw.create_org(Some("q3")).await;
-    let (_, key) = gw.create_key(&org, json!({"name": "k"})).await;
+    let (key_id, key) = gw.create_key(&org, json!({"name": "k"})).await;
+    // A key with its own quota keeps its count across the restart too.
+    let (status, _) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/keys/{key_id}/quotas"),
+            Some(json!({"quotas": {"request": 2}})),
+        )
+        .await;
+    assert_eq!(status, 200);
     for _ in 0..2 {
         assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
     }
@@ -580,13 +589,17 @@ async fn cycle_counts_survive_a_restart() {
     config.plans.insert("q3".into(), plan(QUOTA_3));
     let gw = TestGateway::start_on(config, upstream, dir, clock).await;
     assert_eq!(used(&usage(&gw, &org).await, "request"), 2);
-    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
-    expect_problem(
+    let refused = expect_problem(
         gw.get("/v1/ticker", Some(&key)).await,
         429,
         "quota_exhausted",
     )
     .await;
+    assert_eq!(
+        refused["violated-policies"],
+        json!(["key-cycle-request"]),
+        "the key's count of 2 was restored"
+    );
     gw.stop().await;
 }
 

@@ -155,6 +155,9 @@ pub trait Store: Send + Sync + 'static {
     async fn all_orgs(&self) -> StoreResult<Vec<OrgRow>>;
     /// Every key, for building the in-memory snapshot.
     async fn all_keys(&self) -> StoreResult<Vec<KeyRow>>;
+    /// Every key, handed to `visit` one at a time as it is read, so that
+    /// loading a million keys never holds them all twice.
+    async fn scan_keys(&self, visit: &mut (dyn FnMut(KeyRow) + Send)) -> StoreResult<()>;
 }
 
 /// Statuses as stored.

@@ -122,7 +122,51 @@ enum OrgCommand {
         /// Remove the plan.
         #[arg(long, conflicts_with = "plan")]
         none: bool,
+        /// Start a new billing-cycle anchor (RFC 3339); kept by default.
+        #[arg(long)]
+        cycle_anchor: Option<String>,
     },
+    /// Turn pay-as-you-go on or off: with it, exhausted quotas continue as overage.
+    PayAsYouGo {
+        id: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// The current billing cycle's usage, limits and reset time.
+    Usage { id: String },
+    /// Add committed use: extra quota per cycle until --ends-at.
+    Commit {
+        id: String,
+        /// Extra units per cycle, as meter=units (repeat for several meters).
+        #[arg(long = "quota", required = true, value_parser = parse_quota)]
+        quotas: Vec<(String, u64)>,
+        /// End of the term, RFC 3339.
+        #[arg(long)]
+        ends_at: String,
+        /// Start of the term, RFC 3339 (default now).
+        #[arg(long)]
+        starts_at: Option<String>,
+    },
+    /// List an organization's committed-use add-ons.
+    Commitments { id: String },
+}
+
+fn parse_quota(text: &str) -> Result<(String, u64), String> {
+    let (meter, units) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected meter=units, e.g. request=100000"))?;
+    let units = units
+        .parse()
+        .map_err(|_| format!("{text:?}: units must be a whole number"))?;
+    Ok((meter.to_owned(), units))
+}
+
+fn quota_map(quotas: Vec<(String, u64)>) -> serde_json::Map<String, Value> {
+    quotas
+        .into_iter()
+        .map(|(meter, units)| (meter, json!(units)))
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +196,13 @@ enum KeyCommand {
     Get { id: String },
     /// Revoke a key: refused from the next request on.
     Revoke { id: String },
+    /// Replace a key's own quotas per cycle (lower than the org's); none clears them.
+    Quotas {
+        id: String,
+        /// A limit per cycle as meter=units (repeat for several meters).
+        #[arg(long = "quota", value_parser = parse_quota)]
+        quotas: Vec<(String, u64)>,
+    },
     /// Give a key a new secret; the old one keeps working for the overlap.
     Rotate {
         id: String,
@@ -418,16 +469,50 @@ async fn org(client: &AdminClient, command: OrgCommand) -> anyhow::Result<ExitCo
                 .call(Method::POST, &format!("/orgs/{id}/activate"), None)
                 .await?
         }
-        OrgCommand::SetPlan { id, plan, none } => {
+        OrgCommand::SetPlan {
+            id,
+            plan,
+            none,
+            cycle_anchor,
+        } => {
             if plan.is_none() && !none {
                 bail!("name a plan, or pass --none to remove it");
             }
+            let body = json!({ "plan": plan, "cycle_anchor": cycle_anchor });
+            client
+                .call(Method::PUT, &format!("/orgs/{id}/plan"), Some(body))
+                .await?
+        }
+        OrgCommand::PayAsYouGo { id, state } => {
+            let body = json!({ "enabled": state == "on" });
             client
                 .call(
                     Method::PUT,
-                    &format!("/orgs/{id}/plan"),
-                    Some(json!({ "plan": plan })),
+                    &format!("/orgs/{id}/pay-as-you-go"),
+                    Some(body),
                 )
+                .await?
+        }
+        OrgCommand::Usage { id } => {
+            client
+                .call(Method::GET, &format!("/orgs/{id}/usage"), None)
+                .await?
+        }
+        OrgCommand::Commit {
+            id,
+            quotas,
+            ends_at,
+            starts_at,
+        } => {
+            let body =
+                json!({ "quotas": quota_map(quotas), "ends_at": ends_at, "starts_at": starts_at });
+            client
+                .call(Method::POST, &format!("/orgs/{id}/commitments"), Some(body))
+                .await?
+        }
+        OrgCommand::Commitments { id } => {
+            client
+                .call(Method::GET, &format!("/orgs/{id}/commitments"), None)
                 .await?
         }
     };
@@ -463,6 +548,12 @@ async fn key(client: &AdminClient, command: KeyCommand) -> anyhow::Result<ExitCo
         KeyCommand::Get { id } => {
             client
                 .call(Method::GET, &format!("/keys/{id}"), None)
+                .await?
+        }
+        KeyCommand::Quotas { id, quotas } => {
+            let body = json!({ "quotas": quota_map(quotas) });
+            client
+                .call(Method::PUT, &format!("/keys/{id}/quotas"), Some(body))
                 .await?
         }
         KeyCommand::Revoke { id } => {

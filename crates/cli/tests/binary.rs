@@ -285,6 +285,50 @@ fn demo_serves_the_trading_api_and_the_cli_manages_it() {
         200
     );
 
+    // Limits from the CLI: pay-as-you-go, committed use, key quotas, usage.
+    let (ok, out, err) = demo.cli(&["org", "pay-as-you-go", org_id, "on"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json")["pay_as_you_go"],
+        true
+    );
+    let (ok, out, err) = demo.cli(&[
+        "org",
+        "commit",
+        org_id,
+        "--quota",
+        "request=500",
+        "--ends-at",
+        "2099-01-01T00:00:00Z",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json")["quotas"]["request"],
+        500
+    );
+    let (ok, out, _) = demo.cli(&["org", "commitments", org_id]);
+    assert!(ok && out.contains("\"request\": 500"), "{out}");
+    let (ok, out, err) = demo.cli(&["key", "quotas", key_id, "--quota", "request=3"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json")["quotas"]["request"],
+        3
+    );
+    let (ok, out, err) = demo.cli(&["org", "usage", org_id]);
+    assert!(ok, "{err}");
+    let usage: Value = serde_json::from_str(&out).expect("json");
+    let request = usage["quotas"]
+        .as_array()
+        .expect("quotas")
+        .iter()
+        .find(|q| q["meter"] == "request")
+        .cloned()
+        .expect("request");
+    assert_eq!(request["used"], 1, "the one ticker call above");
+    assert_eq!(request["limit"], 10_500, "plan 10,000 plus 500 committed");
+    let (ok, _, err) = demo.cli(&["key", "quotas", key_id, "--quota", "requests"]);
+    assert!(!ok && err.contains("meter=units"), "{err}");
+
     let (ok, out, _) = demo.cli(&["key", "list", "--org", org_id]);
     assert!(ok);
     assert!(

@@ -12,7 +12,10 @@
 mod rows;
 mod sqlite;
 
-pub use rows::{CommitmentRow, IdempotencyBegin, KeyRow, OrgRow, StoredResponse, UsageRow};
+pub use rows::{
+    AccountRow, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin, KeyRow, NewEntry, OrgRow,
+    Posted, StoredResponse, UsageRow,
+};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -150,6 +153,49 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Deletes expired records and lapsed in-flight locks; returns how many.
     async fn idempotency_purge(&self, now: UnixMillis) -> StoreResult<u64>;
+
+    /// An organization's account (defaults when it has none yet).
+    async fn get_account(&self, org: &OrgId) -> StoreResult<AccountRow>;
+    /// Every account that exists.
+    async fn all_accounts(&self) -> StoreResult<Vec<AccountRow>>;
+    /// Writes an account's settings (not its balance, which only ledger
+    /// entries change); returns the account.
+    async fn set_account_settings(
+        &self,
+        account: &AccountRow,
+        now: UnixMillis,
+    ) -> StoreResult<AccountRow>;
+    /// Posts entries in one transaction (one fsync for the whole batch): each
+    /// is written with the balance change it makes, or skipped as a duplicate
+    /// of an entry with the same reference.
+    async fn post_entries(&self, entries: &[NewEntry]) -> StoreResult<Vec<Posted>>;
+    /// Ledger entries of an organization after `after_id`, oldest first.
+    async fn list_entries(
+        &self,
+        org: &OrgId,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EntryRow>>;
+    /// Sum of the amounts of `kind` entries at or after `since`, per organization.
+    async fn sums_since(
+        &self,
+        kind: EntryKind,
+        since: UnixMillis,
+    ) -> StoreResult<Vec<(OrgId, i64)>>;
+    /// Records a notification once per reference; `true` if it is new.
+    async fn add_notification(
+        &self,
+        org: &OrgId,
+        kind: &str,
+        reference: &str,
+        detail: &str,
+        now: UnixMillis,
+    ) -> StoreResult<bool>;
+    /// An organization's notifications, newest first: (kind, reference, detail, time).
+    async fn list_notifications(
+        &self,
+        org: &OrgId,
+    ) -> StoreResult<Vec<(String, String, String, UnixMillis)>>;
 
     /// Every organization, for building the in-memory snapshot.
     async fn all_orgs(&self) -> StoreResult<Vec<OrgRow>>;

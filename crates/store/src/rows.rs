@@ -119,6 +119,104 @@ pub enum IdempotencyBegin {
     Mismatch,
 }
 
+/// An organization's account settings and balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    /// The organization.
+    pub org_id: OrgId,
+    /// Sum of the ledger's entries, kept in the same transaction as each entry.
+    pub balance: i64,
+    /// Post-paid credit, micro-units.
+    pub credit_limit: i64,
+    /// Spend allowed per UTC day, micro-units.
+    pub daily_spend_limit: Option<i64>,
+    /// Spend allowed per billing cycle, micro-units.
+    pub budget: Option<i64>,
+    /// Percentages of the budget that record a notification when crossed.
+    pub budget_thresholds: Vec<u8>,
+}
+
+/// The kind of a ledger entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A request's settled cost (negative amount).
+    Charge,
+    /// Money added by the operator.
+    TopUp,
+    /// Money added by an automatic top-up.
+    Autocharge,
+    /// A correction, either sign, with a reason.
+    Adjustment,
+    /// Money given back.
+    Refund,
+}
+
+impl EntryKind {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Charge => "charge",
+            EntryKind::TopUp => "top_up",
+            EntryKind::Autocharge => "autocharge",
+            EntryKind::Adjustment => "adjustment",
+            EntryKind::Refund => "refund",
+        }
+    }
+
+    /// From the stored text.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            EntryKind::Charge,
+            EntryKind::TopUp,
+            EntryKind::Autocharge,
+            EntryKind::Adjustment,
+            EntryKind::Refund,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// A ledger entry to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    /// The organization.
+    pub org_id: OrgId,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Signed effect on the balance, micro-units.
+    pub amount: i64,
+    /// Unique per organization: a second entry with it is not written.
+    pub reference: String,
+    /// JSON details (meters, reason).
+    pub detail: String,
+    /// When.
+    pub created_at: UnixMillis,
+}
+
+/// A posted ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRow {
+    /// Position in the ledger.
+    pub id: i64,
+    /// The entry.
+    pub entry: NewEntry,
+    /// The balance right after it.
+    pub balance_after: i64,
+}
+
+/// What posting one entry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    /// Written; the balance is now this.
+    Written {
+        /// Balance after the entry.
+        balance_after: i64,
+    },
+    /// An entry with this reference already exists; nothing changed.
+    Duplicate,
+}
+
 /// One persisted cycle counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRow {

@@ -1,8 +1,9 @@
 //! The embedded backend: SQLite in one file.
 
 use crate::{
-    CommitmentRow, IdempotencyBegin, KeyRow, OrgRow, Store, StoreError, StoreResult,
-    StoredResponse, UsageRow, key_status_text, org_status_text,
+    AccountRow, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin, KeyRow, NewEntry, OrgRow,
+    Posted, Store, StoreError, StoreResult, StoredResponse, UsageRow, key_status_text,
+    org_status_text,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -181,6 +182,30 @@ fn commitment_from_row(row: &SqliteRow) -> StoreResult<CommitmentRow> {
         starts_at: UnixMillis(row.try_get("starts_at")?),
         ends_at: UnixMillis(row.try_get("ends_at")?),
         created_at: UnixMillis(row.try_get("created_at")?),
+    })
+}
+
+fn default_account(org: &OrgId) -> AccountRow {
+    AccountRow {
+        org_id: org.clone(),
+        balance: 0,
+        credit_limit: 0,
+        daily_spend_limit: None,
+        budget: None,
+        budget_thresholds: vec![70, 85, 95],
+    }
+}
+
+fn account_from_row(row: &SqliteRow) -> StoreResult<AccountRow> {
+    let thresholds: &str = row.try_get("budget_thresholds")?;
+    Ok(AccountRow {
+        org_id: OrgId::from_stored(row.try_get("org_id")?),
+        balance: row.try_get("balance")?,
+        credit_limit: row.try_get("credit_limit")?,
+        daily_spend_limit: row.try_get("daily_spend_limit")?,
+        budget: row.try_get("budget")?,
+        budget_thresholds: serde_json::from_str(thresholds)
+            .map_err(|e| corrupt("thresholds", e))?,
     })
 }
 
@@ -564,6 +589,189 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn get_account(&self, org: &OrgId) -> StoreResult<AccountRow> {
+        let row = query("SELECT * FROM accounts WHERE org_id = ?")
+            .bind(org.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => account_from_row(&row),
+            None => Ok(default_account(org)),
+        }
+    }
+
+    async fn all_accounts(&self) -> StoreResult<Vec<AccountRow>> {
+        let rows = query("SELECT * FROM accounts")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    async fn set_account_settings(
+        &self,
+        a: &AccountRow,
+        now: UnixMillis,
+    ) -> StoreResult<AccountRow> {
+        let thresholds =
+            serde_json::to_string(&a.budget_thresholds).map_err(|e| corrupt("thresholds", e))?;
+        query(
+            "INSERT INTO accounts (org_id, credit_limit, daily_spend_limit, budget, budget_thresholds, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (org_id) DO UPDATE SET credit_limit = excluded.credit_limit, \
+                 daily_spend_limit = excluded.daily_spend_limit, budget = excluded.budget, \
+                 budget_thresholds = excluded.budget_thresholds, updated_at = excluded.updated_at",
+        )
+        .bind(a.org_id.as_str())
+        .bind(a.credit_limit)
+        .bind(a.daily_spend_limit)
+        .bind(a.budget)
+        .bind(thresholds)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        self.get_account(&a.org_id).await
+    }
+
+    async fn post_entries(&self, entries: &[NewEntry]) -> StoreResult<Vec<Posted>> {
+        let mut tx = self.pool.begin().await?;
+        let mut results = Vec::with_capacity(entries.len());
+        for e in entries {
+            // The account row exists before its first entry.
+            query("INSERT INTO accounts (org_id, updated_at) VALUES (?, ?) ON CONFLICT (org_id) DO NOTHING")
+                .bind(e.org_id.as_str())
+                .bind(e.created_at.0)
+                .execute(&mut *tx)
+                .await?;
+            let inserted = query(
+                "INSERT INTO ledger (org_id, kind, amount, reference, detail, balance_after, created_at) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, balance + ?3, ?6 FROM accounts WHERE org_id = ?1 \
+                 ON CONFLICT (org_id, reference) DO NOTHING",
+            )
+            .bind(e.org_id.as_str())
+            .bind(e.kind.as_str())
+            .bind(e.amount)
+            .bind(&e.reference)
+            .bind(&e.detail)
+            .bind(e.created_at.0)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                results.push(Posted::Duplicate);
+                continue;
+            }
+            let row = query(
+                "UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE org_id = ? RETURNING balance",
+            )
+            .bind(e.amount)
+            .bind(e.created_at.0)
+            .bind(e.org_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            results.push(Posted::Written {
+                balance_after: row.try_get("balance")?,
+            });
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn list_entries(
+        &self,
+        org: &OrgId,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EntryRow>> {
+        let rows = query("SELECT * FROM ledger WHERE org_id = ? AND id > ? ORDER BY id LIMIT ?")
+            .bind(org.as_str())
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: &str = row.try_get("kind")?;
+                Ok(EntryRow {
+                    id: row.try_get("id")?,
+                    balance_after: row.try_get("balance_after")?,
+                    entry: NewEntry {
+                        org_id: OrgId::from_stored(row.try_get("org_id")?),
+                        kind: EntryKind::parse(kind).ok_or_else(|| corrupt("ledger kind", kind))?,
+                        amount: row.try_get("amount")?,
+                        reference: row.try_get("reference")?,
+                        detail: row.try_get("detail")?,
+                        created_at: UnixMillis(row.try_get("created_at")?),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn sums_since(
+        &self,
+        kind: EntryKind,
+        since: UnixMillis,
+    ) -> StoreResult<Vec<(OrgId, i64)>> {
+        let rows = query(
+            "SELECT org_id, SUM(amount) AS total FROM ledger WHERE kind = ? AND created_at >= ? GROUP BY org_id",
+        )
+        .bind(kind.as_str())
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    OrgId::from_stored(row.try_get("org_id")?),
+                    row.try_get("total")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn add_notification(
+        &self,
+        org: &OrgId,
+        kind: &str,
+        reference: &str,
+        detail: &str,
+        now: UnixMillis,
+    ) -> StoreResult<bool> {
+        let done = query(
+            "INSERT INTO notifications (org_id, kind, reference, detail, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (org_id, reference) DO NOTHING",
+        )
+        .bind(org.as_str())
+        .bind(kind)
+        .bind(reference)
+        .bind(detail)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_notifications(
+        &self,
+        org: &OrgId,
+    ) -> StoreResult<Vec<(String, String, String, UnixMillis)>> {
+        let rows = query(
+            "SELECT kind, reference, detail, created_at FROM notifications WHERE org_id = ? ORDER BY id DESC",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("kind")?,
+                    row.try_get("reference")?,
+                    row.try_get("detail")?,
+                    UnixMillis(row.try_get("created_at")?),
+                ))
+            })
+            .collect()
     }
 
     async fn all_orgs(&self) -> StoreResult<Vec<OrgRow>> {

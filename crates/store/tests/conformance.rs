@@ -351,3 +351,121 @@ async fn idempotency_records_lifecycle() {
         2
     );
 }
+
+#[tokio::test]
+async fn ledger_entries_are_unique_by_reference_and_keep_the_balance() {
+    use tollgate_store::{EntryKind, NewEntry, Posted};
+    let (_dir, store) = sqlite().await;
+    let a = org(1);
+    store.create_org(&a).await.expect("org");
+    let fresh = store.get_account(&a.id).await.expect("account");
+    assert_eq!(
+        (
+            fresh.balance,
+            fresh.credit_limit,
+            fresh.budget_thresholds.clone()
+        ),
+        (0, 0, vec![70, 85, 95])
+    );
+    let entry = |kind, amount, reference: &str, at| NewEntry {
+        org_id: a.id.clone(),
+        kind,
+        amount,
+        reference: reference.into(),
+        detail: "{}".into(),
+        created_at: UnixMillis(at),
+    };
+    let posted = store
+        .post_entries(&[
+            entry(EntryKind::TopUp, 1_000_000, "topup-1", 10),
+            entry(EntryKind::Charge, -250, "req-1", 20),
+            entry(EntryKind::Charge, -250, "req-1", 21),
+            entry(EntryKind::Charge, -100, "req-2", 30),
+        ])
+        .await
+        .expect("post");
+    assert_eq!(
+        posted,
+        vec![
+            Posted::Written {
+                balance_after: 1_000_000
+            },
+            Posted::Written {
+                balance_after: 999_750
+            },
+            Posted::Duplicate,
+            Posted::Written {
+                balance_after: 999_650
+            },
+        ]
+    );
+    // A retry of a whole batch writes nothing twice.
+    let again = store
+        .post_entries(&[entry(EntryKind::Charge, -250, "req-1", 40)])
+        .await
+        .expect("post");
+    assert_eq!(again, vec![Posted::Duplicate]);
+    let account = store.get_account(&a.id).await.expect("account");
+    let entries = store.list_entries(&a.id, 0, 100).await.expect("list");
+    assert_eq!(entries.len(), 3);
+    assert_eq!(
+        account.balance,
+        entries.iter().map(|e| e.entry.amount).sum::<i64>(),
+        "balance = sum of entries"
+    );
+    assert_eq!(
+        store
+            .list_entries(&a.id, entries[0].id, 1)
+            .await
+            .expect("page")[0]
+            .id,
+        entries[1].id
+    );
+    let charges = store
+        .sums_since(EntryKind::Charge, UnixMillis(25))
+        .await
+        .expect("sums");
+    assert_eq!(charges, vec![(a.id.clone(), -100)]);
+
+    let mut settings = account.clone();
+    settings.credit_limit = 5_000;
+    settings.budget = Some(2_000_000);
+    settings.budget_thresholds = vec![50, 90];
+    let saved = store
+        .set_account_settings(&settings, UnixMillis(50))
+        .await
+        .expect("settings");
+    assert_eq!(
+        (saved.credit_limit, saved.budget, saved.balance),
+        (5_000, Some(2_000_000), 999_650)
+    );
+
+    assert!(
+        store
+            .add_notification(
+                &a.id,
+                "budget_threshold",
+                "budget:0:50",
+                "{}",
+                UnixMillis(60)
+            )
+            .await
+            .expect("n")
+    );
+    assert!(
+        !store
+            .add_notification(
+                &a.id,
+                "budget_threshold",
+                "budget:0:50",
+                "{}",
+                UnixMillis(61)
+            )
+            .await
+            .expect("n")
+    );
+    assert_eq!(
+        store.list_notifications(&a.id).await.expect("list").len(),
+        1
+    );
+}

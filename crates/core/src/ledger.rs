@@ -66,27 +66,29 @@ pub enum HoldError {
     /// Only a pending hold can be posted, voided or expired.
     #[error("the hold was already resolved ({0:?})")]
     AlreadyResolved(HoldState),
-    /// A hold cannot be posted for more than it reserved, nor a negative cost.
-    #[error("the cost {cost} is outside the hold of {held}")]
-    CostOutsideHold {
-        /// The cost asked.
-        cost: Micros,
-        /// The amount held.
-        held: Micros,
-    },
+    /// A cost cannot be negative.
+    #[error("the cost {0} is negative")]
+    NegativeCost(Micros),
     /// A hold cannot be expired before its deadline.
     #[error("the hold has not expired yet")]
     NotExpired,
 }
 
-/// What a resolution does to the account: `held` goes down by `release +
-/// charge`, `balance` down by `charge`.
+/// What a resolution does to the account: `held` goes down by the amount
+/// that was held, `balance` down by `charge`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resolution {
     /// Debited from the balance.
     pub charge: Micros,
-    /// Returned to the available money without being charged.
-    pub release: Micros,
+    /// The amount the hold reserved, now no longer held.
+    pub held: Micros,
+}
+
+impl Resolution {
+    /// The part of the hold given back without being charged.
+    pub fn released(&self) -> Micros {
+        Micros((self.held.0 - self.charge.0).max(0))
+    }
 }
 
 impl Hold {
@@ -106,19 +108,19 @@ impl Hold {
         }
     }
 
-    /// Charges the real `cost` (at most the amount held) and releases the rest.
+    /// Charges the real `cost` and releases the rest of the hold. A cost
+    /// above the hold (the upstream reported more than the route's maximum)
+    /// is still charged in full: the request happened, and money is never
+    /// lost; the account may then dip below its standing.
     pub fn post(&mut self, cost: Micros) -> Result<Resolution, HoldError> {
         self.pending()?;
-        if cost.0 < 0 || cost > self.amount {
-            return Err(HoldError::CostOutsideHold {
-                cost,
-                held: self.amount,
-            });
+        if cost.0 < 0 {
+            return Err(HoldError::NegativeCost(cost));
         }
         self.state = HoldState::Posted { charged: cost };
         Ok(Resolution {
             charge: cost,
-            release: Micros(self.amount.0 - cost.0),
+            held: self.amount,
         })
     }
 
@@ -128,7 +130,7 @@ impl Hold {
         self.state = HoldState::Voided;
         Ok(Resolution {
             charge: Micros::ZERO,
-            release: self.amount,
+            held: self.amount,
         })
     }
 
@@ -141,7 +143,7 @@ impl Hold {
         self.state = HoldState::Expired;
         Ok(Resolution {
             charge: Micros::ZERO,
-            release: self.amount,
+            held: self.amount,
         })
     }
 }
@@ -158,7 +160,7 @@ impl Standing {
 
     /// Applies a hold's resolution.
     pub fn resolve(&mut self, resolution: Resolution) {
-        self.held = Micros(self.held.0 - resolution.charge.0 - resolution.release.0);
+        self.held = Micros(self.held.0 - resolution.held.0);
         self.balance = Micros(self.balance.0 - resolution.charge.0);
     }
 }
@@ -195,9 +197,10 @@ mod tests {
             posted,
             Resolution {
                 charge: Micros(120),
-                release: Micros(180)
+                held: Micros(300)
             }
         );
+        assert_eq!(posted.released(), Micros(180));
         account.resolve(posted);
         assert_eq!(
             account,
@@ -220,28 +223,18 @@ mod tests {
     }
 
     #[test]
-    fn void_expire_and_bounds() {
+    fn void_expire_and_costs_above_the_hold() {
         let mut hold = Hold::new(Micros(50), UnixMillis(10));
         assert_eq!(
-            hold.post(Micros(51)),
-            Err(HoldError::CostOutsideHold {
-                cost: Micros(51),
-                held: Micros(50)
-            })
-        );
-        assert_eq!(
             hold.post(Micros(-1)),
-            Err(HoldError::CostOutsideHold {
-                cost: Micros(-1),
-                held: Micros(50)
-            })
+            Err(HoldError::NegativeCost(Micros(-1)))
         );
         assert_eq!(hold.expire(UnixMillis(9)), Err(HoldError::NotExpired));
         assert_eq!(
             hold.expire(UnixMillis(10)),
             Ok(Resolution {
                 charge: Micros::ZERO,
-                release: Micros(50)
+                held: Micros(50)
             })
         );
         let mut other = Hold::new(Micros(50), UnixMillis(10));
@@ -249,9 +242,23 @@ mod tests {
             other.void(),
             Ok(Resolution {
                 charge: Micros::ZERO,
-                release: Micros(50)
+                held: Micros(50)
             })
         );
         assert_eq!(other.state, HoldState::Voided);
+        // More than held is still charged in full.
+        let mut over = Hold::new(Micros(50), UnixMillis(10));
+        let resolution = over.post(Micros(70)).expect("post");
+        assert_eq!(
+            (resolution.charge, resolution.released()),
+            (Micros(70), Micros::ZERO)
+        );
+        let mut account = Standing {
+            balance: Micros(100),
+            credit_limit: Micros::ZERO,
+            held: Micros(50),
+        };
+        account.resolve(resolution);
+        assert_eq!((account.balance, account.held), (Micros(30), Micros::ZERO));
     }
 }

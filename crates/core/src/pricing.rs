@@ -89,6 +89,26 @@ impl Schedule {
         Micros(i64::try_from(total).unwrap_or(i64::MAX))
     }
 
+    /// An upper bound of [`Schedule::charge`] for `units` units, whatever the
+    /// cycle's usage so far: every unit at the highest tier price, rounded up.
+    /// Holds are sized with it.
+    pub fn max_charge(&self, units: u64) -> Micros {
+        let highest = self
+            .tiers
+            .iter()
+            .max_by(|a, b| {
+                (u128::from(a.price_micros) * u128::from(b.per_units))
+                    .cmp(&(u128::from(b.price_micros) * u128::from(a.per_units)))
+            })
+            .copied();
+        let Some(tier) = highest else {
+            return Micros::ZERO;
+        };
+        let total = (u128::from(units) * u128::from(tier.price_micros))
+            .div_ceil(u128::from(tier.per_units));
+        Micros(i64::try_from(total).unwrap_or(i64::MAX))
+    }
+
     /// The charge for `added` units when `before` units were already used
     /// in the cycle.
     pub fn charge(&self, before: u64, added: u64) -> Micros {
@@ -136,6 +156,7 @@ mod tests {
         assert_eq!(s.cost_of_total(11_002), Micros(1_000_001));
         // A request straddling the boundary pays each side at its own price.
         assert_eq!(s.charge(10_999, 4), Micros(100 + 1));
+        assert_eq!(s.max_charge(3), Micros(300));
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub enum Rejection {
     ProductNotAllowed,
     /// The organization's plan does not open this route's product.
     ProductNotInPlan,
+    /// Today's spend reached the organization's daily threshold.
+    DailySpendLimit,
+    /// The cycle's budget is used up: write routes are refused.
+    BudgetReadOnly,
+    /// The account does not cover the request's maximum cost.
+    PaymentRequired,
     /// A token bucket (the key's or the organization's) is empty.
     RateLimited,
     /// A billing-cycle quota is exhausted and the org is not pay-as-you-go.
@@ -53,7 +59,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every rejection, for documentation checks and metrics pre-registration.
-    pub const ALL: [Rejection; 21] = [
+    pub const ALL: [Rejection; 24] = [
         Rejection::RouteNotFound,
         Rejection::MethodNotAllowed,
         Rejection::PayloadTooLarge,
@@ -65,6 +71,9 @@ impl Rejection {
         Rejection::OrgSuspended,
         Rejection::ProductNotAllowed,
         Rejection::ProductNotInPlan,
+        Rejection::DailySpendLimit,
+        Rejection::BudgetReadOnly,
+        Rejection::PaymentRequired,
         Rejection::RateLimited,
         Rejection::QuotaExhausted,
         Rejection::IdempotencyKeyRequired,
@@ -91,6 +100,9 @@ impl Rejection {
             Rejection::OrgSuspended => "org_suspended",
             Rejection::ProductNotAllowed => "product_not_allowed",
             Rejection::ProductNotInPlan => "product_not_in_plan",
+            Rejection::DailySpendLimit => "daily_spend_limit",
+            Rejection::BudgetReadOnly => "budget_read_only",
+            Rejection::PaymentRequired => "payment_required",
             Rejection::RateLimited => "rate_limited",
             Rejection::QuotaExhausted => "quota_exhausted",
             Rejection::IdempotencyKeyRequired => "idempotency_key_required",
@@ -117,6 +129,8 @@ impl Rejection {
             | Rejection::OrgSuspended
             | Rejection::ProductNotAllowed
             | Rejection::ProductNotInPlan => 403,
+            Rejection::DailySpendLimit | Rejection::PaymentRequired => 402,
+            Rejection::BudgetReadOnly => 403,
             Rejection::RateLimited | Rejection::QuotaExhausted => 429,
             Rejection::IdempotencyKeyRequired
             | Rejection::IdempotencyKeyInvalid
@@ -143,6 +157,9 @@ impl Rejection {
             Rejection::OrgSuspended => "Organization suspended",
             Rejection::ProductNotAllowed => "Product not allowed for this key",
             Rejection::ProductNotInPlan => "Product not included in the plan",
+            Rejection::DailySpendLimit => "Daily spend limit reached",
+            Rejection::BudgetReadOnly => "Budget exhausted: read-only",
+            Rejection::PaymentRequired => "Payment required",
             Rejection::RateLimited => "Rate limit exceeded",
             Rejection::QuotaExhausted => "Quota exhausted",
             Rejection::IdempotencyKeyRequired => "Idempotency-Key required",

@@ -22,6 +22,7 @@ proptest! {
         for units in requests {
             let charge = schedule.charge(used, units);
             prop_assert!(charge.0 >= 0, "a charge is never negative");
+            prop_assert!(charge <= schedule.max_charge(units), "holds sized by max_charge always cover the charge");
             charged += charge.0;
             used += units;
         }

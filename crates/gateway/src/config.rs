@@ -16,6 +16,7 @@ use std::time::Duration;
 use tollgate_core::access::ProductScope;
 use tollgate_core::limit::BucketSpec;
 use tollgate_core::meter::Meter;
+use tollgate_core::pricing::{Schedule, ScheduleError, Tier};
 use tollgate_core::route::{IdempotencyMode, PathPattern, Route, RouteClass, RouteTable};
 
 /// The whole configuration file.
@@ -205,6 +206,50 @@ pub struct PlanConfig {
     /// preceded by a method (`"POST /v1/orders" = 5`). Overrides the route's
     /// own `cost`.
     pub costs: BTreeMap<String, u64>,
+    /// Graduated prices per billing cycle, by meter name. Pay-as-you-go
+    /// organizations are charged for what they use.
+    pub prices: BTreeMap<String, PriceConfig>,
+}
+
+/// `[plans.<name>.prices.<meter>]`: units included, then graduated tiers.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriceConfig {
+    /// Units per cycle at no charge.
+    pub included: u64,
+    /// Tiers in order; the last has no `up_to`.
+    pub tiers: Vec<TierConfig>,
+}
+
+/// One price tier: `micros` per `per` units, up to `up_to` billable units.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Cumulative billable units (after the included ones) this tier ends at; absent on the last tier.
+    #[serde(default)]
+    pub up_to: Option<u64>,
+    /// Price in micro-units of `per` units.
+    pub micros: u64,
+    /// Units the price is for (default 1).
+    #[serde(default = "one")]
+    pub per: u64,
+}
+
+impl PriceConfig {
+    /// The schedule in core's terms.
+    pub fn schedule(&self) -> Result<Schedule, ScheduleError> {
+        Schedule::new(
+            self.included,
+            self.tiers
+                .iter()
+                .map(|t| Tier {
+                    up_to: t.up_to,
+                    price_micros: t.micros,
+                    per_units: t.per,
+                })
+                .collect(),
+        )
+    }
 }
 
 /// A token bucket: `rate` cost units per `per_seconds`, holding at most `burst`.
@@ -248,6 +293,10 @@ pub struct RouteConfig {
     /// and off on read routes.
     #[serde(default)]
     pub idempotency: Option<IdempotencyMode>,
+    /// The most a request may use per meter, to size the hold placed before
+    /// forwarding (`request` is always 1; `bytes_out` defaults to 1 MiB).
+    #[serde(default)]
+    pub max_units: BTreeMap<String, u64>,
 }
 
 /// Why configuration was refused. Each message names the setting.
@@ -410,6 +459,14 @@ impl Config {
             }
             _ => {}
         }
+        for (meter, price) in &plan.prices {
+            if Meter::parse(meter).is_none() {
+                return Err(invalid(at(&format!("prices.{meter}")), "unknown meter"));
+            }
+            price
+                .schedule()
+                .map_err(|e| invalid(at(&format!("prices.{meter}")), e.to_string()))?;
+        }
         for meter in plan.quotas.keys() {
             if Meter::parse(meter).is_none() {
                 let known: Vec<&str> = Meter::ALL.iter().map(|m| m.as_str()).collect();
@@ -523,6 +580,14 @@ impl Config {
                         route.product
                     ),
                 ));
+            }
+            for meter in route.max_units.keys() {
+                if Meter::parse(meter).is_none() {
+                    return Err(invalid(
+                        format!("{setting}.max_units.{meter}"),
+                        "unknown meter",
+                    ));
+                }
             }
             routes.push(Route {
                 pattern,

@@ -1,6 +1,7 @@
 //! The ingress handler: runs the pipeline steps in order for one request and
 //! turns a refusal into a problem+json response.
 
+use crate::accounts::{self, Accounts, LedgerWriter, SpendRefusal};
 use crate::config::IdempotencyConfig;
 use crate::directory::{KeyEntry, OrgEntry};
 use crate::limiter::{Admission, Limiter};
@@ -32,6 +33,9 @@ pub struct Ingress {
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) store: Arc<dyn tollgate_store::Store>,
     pub(crate) idempotency: IdempotencyConfig,
+    pub(crate) accounts: Arc<Accounts>,
+    pub(crate) ledger: LedgerWriter,
+    pub(crate) route_max_units: Vec<tollgate_core::meter::MeterCounts>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client: UpstreamClient,
     pub(crate) forward: ForwardSettings,
@@ -112,6 +116,14 @@ impl Ingress {
             api_key::authenticate(&self.directory, request.headers(), &context.product, now)?;
         // Step 3: organization.
         let (org_entry, plan) = org::check(&self.directory, &self.plans, &key, &context.product)?;
+        // Step 5: spend management (every org, pay-as-you-go or not).
+        let write = spec.class == tollgate_core::route::RouteClass::Write;
+        if let Err(refusal) =
+            self.accounts
+                .check_spend(&key.org_id, org_entry.cycle_anchor, write, now)
+        {
+            return Err(spend_refusal(refusal, now));
+        }
         // Steps 6 and 7: throttling and quotas.
         let mut admitted = Admitted {
             rate_headers: Vec::new(),
@@ -145,6 +157,7 @@ impl Ingress {
                 source,
                 remote,
                 &org_entry,
+                plan.as_deref(),
                 &key,
                 &mut admitted,
                 now,
@@ -176,6 +189,7 @@ impl Ingress {
         source: api_key::KeySource,
         remote: SocketAddr,
         org_entry: &OrgEntry,
+        plan: Option<&crate::plans::Plan>,
         key: &KeyEntry,
         admitted: &mut Admitted,
         now: tollgate_core::time::UnixMillis,
@@ -212,6 +226,46 @@ impl Ingress {
                 }
             }
         };
+        // Step 9: reserve the request's maximum cost (pay-as-you-go, priced plans).
+        let priced = plan.filter(|p| org_entry.pay_as_you_go && p.is_priced());
+        let hold = match priced {
+            None => None,
+            Some(plan) => {
+                let max_units = self
+                    .route_max_units
+                    .get(context.route)
+                    .copied()
+                    .unwrap_or([1, 0, 0, 0, 0]);
+                let amount = accounts::max_cost(&plan.prices, &max_units);
+                let expires_at = now.plus_seconds(
+                    i64::try_from(self.idempotency.lock_timeout_seconds).unwrap_or(60),
+                );
+                match self.accounts.hold(&key.org_id, amount, expires_at, now) {
+                    Some(hold) => Some((plan, hold)),
+                    None => {
+                        if let Some(ticket) = &ticket {
+                            idempotency::release(self.store.as_ref(), ticket).await;
+                        }
+                        let standing = self
+                            .accounts
+                            .snapshot(&key.org_id, org_entry.cycle_anchor, now)
+                            .standing;
+                        return Err(Refusal::new(
+                            tollgate_core::Rejection::PaymentRequired,
+                            format!(
+                                "this request may cost up to {amount}; the account has {} available (balance {} + credit limit {} - pending {})",
+                                tollgate_core::money::Micros(
+                                    i64::try_from(standing.available()).unwrap_or(i64::MIN)
+                                ),
+                                standing.balance,
+                                standing.credit_limit,
+                                standing.held
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
         // Step 10: forward.
         let request = Request::from_parts(parts, body);
         let upstream_request = forward::prepare(request, context, source, remote, &self.forward)?;
@@ -226,7 +280,19 @@ impl Ingress {
         };
         // Step 11 (metering part): what the response used.
         let failed = response.status().is_server_error();
-        let usage = usage_report(response.headers());
+        let mut usage = usage_report(response.headers());
+        let declared_bytes = http_body::Body::size_hint(response.body()).exact();
+        // Step 11: settle. The charge is durable before the answer leaves.
+        if let Some((plan, hold)) = hold {
+            if failed {
+                self.accounts.void(&key.org_id, hold, now);
+            } else {
+                usage[Meter::Request.index()] = 1;
+                usage[Meter::BytesOut.index()] = declared_bytes.unwrap_or(0);
+                self.settle(plan, hold, &usage, key, org_entry, &context.request_id, now)
+                    .await?;
+            }
+        }
         let mut response = forward::respond(response, &context.request_id);
         if let Some(ticket) = &ticket {
             if failed {
@@ -256,6 +322,76 @@ impl Ingress {
         Ok(response)
     }
 
+    #[allow(clippy::too_many_arguments)]
+    async fn settle(
+        &self,
+        plan: &crate::plans::Plan,
+        hold: tollgate_core::ledger::Hold,
+        usage: &tollgate_core::meter::MeterCounts,
+        key: &KeyEntry,
+        org_entry: &OrgEntry,
+        request_id: &str,
+        now: tollgate_core::time::UnixMillis,
+    ) -> Result<(), Refusal> {
+        let anchor = org_entry.cycle_anchor;
+        let charge = self
+            .accounts
+            .price(&key.org_id, anchor, &plan.prices, usage, now);
+        let units: serde_json::Map<String, serde_json::Value> = Meter::ALL
+            .into_iter()
+            .filter(|m| usage[m.index()] > 0)
+            .map(|m| {
+                (
+                    m.as_str().to_owned(),
+                    serde_json::Value::from(usage[m.index()]),
+                )
+            })
+            .collect();
+        let detail = serde_json::json!({ "units": units, "request_id": request_id, "key_id": key.id.as_str() });
+        // The reference is made here, never taken from the client, so no
+        // client-chosen id can make two charges collide.
+        let entry = tollgate_store::NewEntry {
+            org_id: key.org_id.clone(),
+            kind: tollgate_store::EntryKind::Charge,
+            amount: -charge.0,
+            reference: format!("charge:{}", uuid::Uuid::now_v7()),
+            detail: detail.to_string(),
+            created_at: now,
+        };
+        let posted = match self.ledger.post(entry).await {
+            Ok(tollgate_store::Posted::Written { balance_after }) => Some(balance_after),
+            Ok(tollgate_store::Posted::Duplicate) => None,
+            Err(error) => {
+                tracing::error!(%error, request_id, "could not record a charge");
+                self.accounts.void(&key.org_id, hold, now);
+                return Err(Refusal::new(
+                    tollgate_core::Rejection::StoreUnavailable,
+                    "the charge could not be recorded; retry with the same Idempotency-Key",
+                ));
+            }
+        };
+        let settled = self
+            .accounts
+            .settle(&key.org_id, anchor, hold, charge, posted, now);
+        for threshold in settled.crossed.into_iter().flatten() {
+            let reference = format!("budget:{}:{threshold}", settled.cycle.start.0);
+            let detail = serde_json::json!({
+                "threshold_percent": threshold,
+                "cycle_start": settled.cycle.start.to_rfc3339(),
+                "read_only": threshold >= 100,
+            })
+            .to_string();
+            if let Err(error) = self
+                .store
+                .add_notification(&key.org_id, "budget_threshold", &reference, &detail, now)
+                .await
+            {
+                tracing::warn!(%error, "could not record a budget notification");
+            }
+        }
+        Ok(())
+    }
+
     fn meter_bytes(
         &self,
         response: Response<ProxyBody>,
@@ -278,6 +414,35 @@ impl Ingress {
             .boxed()
         })
     }
+}
+
+fn spend_refusal(refusal: SpendRefusal, now: tollgate_core::time::UnixMillis) -> Refusal {
+    let (rejection, detail, resets_at) = match refusal {
+        SpendRefusal::DailyLimit { limit, resets_at } => (
+            tollgate_core::Rejection::DailySpendLimit,
+            format!(
+                "today's spend reached the daily limit of {}; it resets at {}",
+                tollgate_core::money::Micros(limit),
+                resets_at.to_rfc3339()
+            ),
+            resets_at,
+        ),
+        SpendRefusal::BudgetReadOnly { budget, resets_at } => (
+            tollgate_core::Rejection::BudgetReadOnly,
+            format!(
+                "the budget of {} for this billing cycle is used up: the organization is read-only until {} or until the budget is raised",
+                tollgate_core::money::Micros(budget),
+                resets_at.to_rfc3339()
+            ),
+            resets_at,
+        ),
+    };
+    let seconds = u64::try_from((resets_at.0 - now.0).max(0))
+        .unwrap_or(0)
+        .div_ceil(1000)
+        .max(1);
+    Refusal::new(rejection, detail)
+        .with_header(throttle::RETRY_AFTER.clone(), HeaderValue::from(seconds))
 }
 
 /// The throttle step's result carried through the later steps.

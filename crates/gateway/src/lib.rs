@@ -17,6 +17,7 @@
 //! - [`server`]: accept loops, timeouts, graceful shutdown.
 //! - [`demo`]: the demo upstream and seed data behind `serve --demo`.
 
+pub mod accounts;
 pub mod admin;
 pub mod clock;
 pub mod config;

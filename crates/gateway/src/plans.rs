@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tollgate_core::access::ProductScope;
 use tollgate_core::limit::BucketSpec;
 use tollgate_core::meter::{METERS, Meter};
+use tollgate_core::pricing::Schedule;
 use tollgate_core::route::{Route, RouteTable};
 
 /// A plan ready for decisions.
@@ -27,6 +28,8 @@ pub struct Plan {
     pub org_bucket: Option<BucketSpec>,
     /// Cycle quota per meter; `None` is unlimited.
     pub quotas: [Option<u64>; METERS],
+    /// Graduated price per meter; `None` is free.
+    pub prices: [Option<Schedule>; METERS],
     /// Per route index: method-specific and general cost overrides.
     costs: Vec<RouteCosts>,
 }
@@ -75,6 +78,12 @@ impl Plan {
         !self.classes.is_empty()
             || self.org_bucket.is_some()
             || self.quotas.iter().any(Option::is_some)
+            || self.is_priced()
+    }
+
+    /// Does this plan charge pay-as-you-go organizations for anything?
+    pub fn is_priced(&self) -> bool {
+        self.prices.iter().any(Option::is_some)
     }
 }
 
@@ -100,6 +109,12 @@ pub fn compile(config: &Config, routes: &RouteTable) -> Plans {
             for (meter, limit) in &plan.quotas {
                 if let Some(meter) = Meter::parse(meter) {
                     quotas[meter.index()] = Some(*limit);
+                }
+            }
+            let mut prices: [Option<Schedule>; METERS] = Default::default();
+            for (meter, price) in &plan.prices {
+                if let (Some(meter), Ok(schedule)) = (Meter::parse(meter), price.schedule()) {
+                    prices[meter.index()] = Some(schedule);
                 }
             }
             let mut costs = vec![RouteCosts::default(); routes.routes().len()];
@@ -144,6 +159,7 @@ pub fn compile(config: &Config, routes: &RouteTable) -> Plans {
                 default_class: plan.default_rate_class.clone(),
                 org_bucket: plan.org_rate.as_ref().and_then(spec),
                 quotas,
+                prices,
                 costs,
             };
             (name.clone(), Arc::new(compiled))

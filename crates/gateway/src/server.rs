@@ -1,5 +1,6 @@
 //! Starting and stopping a gateway: bind, serve, drain.
 
+use crate::accounts::{self, Accounts, LedgerWriter};
 use crate::admin::{self, AdminState};
 use crate::directory::Directory;
 use crate::ingress::Ingress;
@@ -117,13 +118,22 @@ pub async fn run_with(
             .await
             .context("cannot load usage counters")?,
     );
+    let accounts = Arc::new(
+        Accounts::load(
+            store.as_ref(),
+            |org| directory.org(org).map(|o| o.cycle_anchor),
+            now,
+        )
+        .await
+        .context("cannot load accounts")?,
+    );
     let metrics = Arc::new(Metrics::new());
     let config = Arc::new(config);
     let routes = config.route_table()?;
     let plans = Arc::new(plans::compile(&config, &routes));
 
     let ingress = Arc::new(build_ingress(
-        &config, routes, &plans, &directory, &limiter, &clock, &metrics, &store,
+        &config, routes, &plans, &directory, &limiter, &clock, &metrics, &store, &accounts,
     )?);
     let admin_state = AdminState::new(
         Arc::clone(&config),
@@ -134,6 +144,7 @@ pub async fn run_with(
         token,
         Arc::clone(&limiter),
         Arc::clone(&plans),
+        Arc::clone(&accounts),
     );
     tracing::info!(
         ingress = %listeners.ingress_addr()?,
@@ -236,6 +247,7 @@ fn build_ingress(
     clock: &Arc<dyn Clock>,
     metrics: &Arc<Metrics>,
     store: &Arc<dyn Store>,
+    accounts: &Arc<Accounts>,
 ) -> anyhow::Result<Ingress> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_millis(
@@ -256,6 +268,9 @@ fn build_ingress(
         limiter: Arc::clone(limiter),
         store: Arc::clone(store),
         idempotency: config.idempotency.clone(),
+        accounts: Arc::clone(accounts),
+        ledger: LedgerWriter::start(Arc::clone(store)),
+        route_max_units: accounts::route_max_units(config),
         clock: Arc::clone(clock),
         client,
         forward: ForwardSettings {

@@ -182,6 +182,9 @@ pub trait Store: Send + Sync + 'static {
         kind: EntryKind,
         since: UnixMillis,
     ) -> StoreResult<Vec<(OrgId, i64)>>;
+    /// Charges of an organization at or after `since`: their total (positive
+    /// micro-units) and the units priced per meter, from the entries' details.
+    async fn charged_since(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(i64, [u64; 5])>;
     /// Records a notification once per reference; `true` if it is new.
     async fn add_notification(
         &self,

@@ -730,6 +730,35 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn charged_since(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(i64, [u64; 5])> {
+        let row = query(
+            "SELECT COALESCE(-SUM(amount), 0) AS spent, \
+               COALESCE(SUM(json_extract(detail, '$.units.request')), 0) AS request, \
+               COALESCE(SUM(json_extract(detail, '$.units.order_sent')), 0) AS order_sent, \
+               COALESCE(SUM(json_extract(detail, '$.units.order_filled')), 0) AS order_filled, \
+               COALESCE(SUM(json_extract(detail, '$.units.compute_ms')), 0) AS compute_ms, \
+               COALESCE(SUM(json_extract(detail, '$.units.bytes_out')), 0) AS bytes_out \
+             FROM ledger WHERE org_id = ? AND kind = 'charge' AND created_at >= ?",
+        )
+        .bind(org.as_str())
+        .bind(since.0)
+        .fetch_one(&self.pool)
+        .await?;
+        let unit = |name: &str| -> StoreResult<u64> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+        };
+        Ok((
+            row.try_get("spent")?,
+            [
+                unit("request")?,
+                unit("order_sent")?,
+                unit("order_filled")?,
+                unit("compute_ms")?,
+                unit("bytes_out")?,
+            ],
+        ))
+    }
+
     async fn add_notification(
         &self,
         org: &OrgId,

@@ -12,6 +12,7 @@
 
 mod keys;
 mod limits;
+mod money;
 mod orgs;
 
 use crate::directory::Directory;
@@ -42,6 +43,7 @@ pub struct AdminState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) plans: Arc<Plans>,
+    pub(crate) accounts: Arc<crate::accounts::Accounts>,
     token: Arc<str>,
 }
 
@@ -57,6 +59,7 @@ impl AdminState {
         token: String,
         limiter: Arc<Limiter>,
         plans: Arc<Plans>,
+        accounts: Arc<crate::accounts::Accounts>,
     ) -> Self {
         AdminState {
             config,
@@ -66,6 +69,7 @@ impl AdminState {
             metrics,
             limiter,
             plans,
+            accounts,
             token: token.into(),
         }
     }
@@ -177,6 +181,12 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/orgs/{id}/usage", get(limits::usage))
         .route("/keys/{id}/quotas", put(limits::set_key_quotas))
+        .route("/orgs/{id}/balance", get(money::balance))
+        .route("/orgs/{id}/account", put(money::set_account))
+        .route("/orgs/{id}/top-ups", post(money::top_up))
+        .route("/orgs/{id}/adjustments", post(money::adjust))
+        .route("/orgs/{id}/ledger", get(money::ledger))
+        .route("/orgs/{id}/notifications", get(money::notifications))
         .route("/orgs/{id}/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", get(keys::get))
         .route("/keys/{id}/revoke", post(keys::revoke))

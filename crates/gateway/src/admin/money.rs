@@ -1,0 +1,320 @@
+//! Money administration: balance and standing, credit limit, daily spend
+//! threshold, budget and alert thresholds, top-ups and adjustments, the
+//! ledger and notifications. Amounts are integer micro-units (`*_micros`).
+
+use super::orgs::{found_org, parse_org_id};
+use super::{AdminError, AdminResult, AdminState};
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tollgate_core::money::Micros;
+use tollgate_store::{EntryKind, EntryRow, NewEntry, Posted};
+
+#[derive(Debug, Serialize)]
+pub(crate) struct BalanceView {
+    org_id: String,
+    pay_as_you_go: bool,
+    balance_micros: i64,
+    credit_limit_micros: i64,
+    held_micros: i64,
+    /// balance + credit limit − held.
+    available_micros: i64,
+    /// Available money is positive.
+    good_standing: bool,
+    balance: String,
+    daily_spend_micros: i64,
+    daily_spend_limit_micros: Option<i64>,
+    budget_micros: Option<i64>,
+    budget_spent_micros: i64,
+    budget_percent: Option<u64>,
+    budget_thresholds: Vec<u8>,
+    /// The budget is used up: write routes are refused.
+    read_only: bool,
+    cycle_start: Option<String>,
+    cycle_end: Option<String>,
+}
+
+pub(crate) async fn balance(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> AdminResult<Json<BalanceView>> {
+    let org_id = parse_org_id(&id)?;
+    let row = found_org(state.store.get_org(&org_id).await?, &org_id)?;
+    let anchor = row.cycle_anchor.unwrap_or(row.created_at);
+    let account = state.accounts.snapshot(&org_id, anchor, state.clock.now());
+    let available = i64::try_from(account.standing.available()).unwrap_or(i64::MIN);
+    let cycle = account.cycle();
+    Ok(Json(BalanceView {
+        org_id: org_id.to_string(),
+        pay_as_you_go: row.pay_as_you_go,
+        balance_micros: account.standing.balance.0,
+        credit_limit_micros: account.standing.credit_limit.0,
+        held_micros: account.standing.held.0,
+        available_micros: available,
+        good_standing: available > 0,
+        balance: account.standing.balance.to_string(),
+        daily_spend_micros: account.day_spent,
+        daily_spend_limit_micros: account.settings.daily_spend_limit,
+        budget_micros: account.settings.budget,
+        budget_spent_micros: account.cycle_spent,
+        budget_percent: account.budget_percent(),
+        budget_thresholds: account.settings.budget_thresholds.clone(),
+        read_only: account
+            .settings
+            .budget
+            .is_some_and(|b| account.cycle_spent >= b),
+        cycle_start: cycle.map(|c| c.start.to_rfc3339()),
+        cycle_end: cycle.map(|c| c.end.to_rfc3339()),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccountSettings {
+    #[serde(default)]
+    credit_limit_micros: Option<i64>,
+    /// Absent keeps, null clears.
+    #[serde(default)]
+    daily_spend_limit_micros: Option<Value>,
+    /// Absent keeps, null clears.
+    #[serde(default)]
+    budget_micros: Option<Value>,
+    #[serde(default)]
+    budget_thresholds: Option<Vec<u8>>,
+}
+
+fn nullable_amount(
+    name: &str,
+    value: Option<Value>,
+    current: Option<i64>,
+) -> AdminResult<Option<i64>> {
+    match value {
+        None => Ok(current),
+        Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 0 => Ok(Some(n)),
+            _ => Err(AdminError::invalid(format!(
+                "{name} must be a non-negative integer of micro-units or null"
+            ))),
+        },
+    }
+}
+
+pub(crate) async fn set_account(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<AccountSettings>, JsonRejection>,
+) -> AdminResult<Json<BalanceView>> {
+    let org_id = parse_org_id(&id)?;
+    let Json(body) = body?;
+    found_org(state.store.get_org(&org_id).await?, &org_id)?;
+    let mut account = state.store.get_account(&org_id).await?;
+    if let Some(limit) = body.credit_limit_micros {
+        if limit < 0 {
+            return Err(AdminError::invalid(
+                "credit_limit_micros must not be negative",
+            ));
+        }
+        account.credit_limit = limit;
+    }
+    account.daily_spend_limit = nullable_amount(
+        "daily_spend_limit_micros",
+        body.daily_spend_limit_micros,
+        account.daily_spend_limit,
+    )?;
+    account.budget = nullable_amount("budget_micros", body.budget_micros, account.budget)?;
+    if let Some(mut thresholds) = body.budget_thresholds {
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        if thresholds.iter().any(|t| *t == 0 || *t > 100) {
+            return Err(AdminError::invalid(
+                "budget_thresholds are percentages between 1 and 100",
+            ));
+        }
+        account.budget_thresholds = thresholds;
+    }
+    let now = state.clock.now();
+    let saved = state.store.set_account_settings(&account, now).await?;
+    state.accounts.set_settings(saved, now);
+    tracing::info!(%org_id, "account settings changed");
+    balance(State(state), Path(id)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewMoney {
+    amount_micros: i64,
+    /// Required for adjustments.
+    #[serde(default)]
+    reason: Option<String>,
+    /// Makes the call idempotent: a second call with it writes nothing.
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct EntryView {
+    id: i64,
+    kind: &'static str,
+    amount_micros: i64,
+    amount: String,
+    reference: String,
+    detail: Value,
+    balance_after_micros: i64,
+    created_at: String,
+}
+
+impl From<&EntryRow> for EntryView {
+    fn from(row: &EntryRow) -> Self {
+        EntryView {
+            id: row.id,
+            kind: row.entry.kind.as_str(),
+            amount_micros: row.entry.amount,
+            amount: Micros(row.entry.amount).to_string(),
+            reference: row.entry.reference.clone(),
+            detail: serde_json::from_str(&row.entry.detail).unwrap_or(Value::Null),
+            balance_after_micros: row.balance_after,
+            created_at: row.entry.created_at.to_rfc3339(),
+        }
+    }
+}
+
+async fn post_money(
+    state: AdminState,
+    id: String,
+    body: NewMoney,
+    kind: EntryKind,
+) -> AdminResult<Response> {
+    let org_id = parse_org_id(&id)?;
+    found_org(state.store.get_org(&org_id).await?, &org_id)?;
+    match kind {
+        EntryKind::TopUp if body.amount_micros <= 0 => {
+            return Err(AdminError::invalid(
+                "amount_micros of a top-up must be positive",
+            ));
+        }
+        EntryKind::Adjustment if body.amount_micros == 0 => {
+            return Err(AdminError::invalid(
+                "amount_micros of an adjustment must not be zero",
+            ));
+        }
+        EntryKind::Adjustment if body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) => {
+            return Err(AdminError::invalid("an adjustment needs a reason"));
+        }
+        _ => {}
+    }
+    let now = state.clock.now();
+    let reference = match body.reference {
+        Some(r) if !r.trim().is_empty() && r.len() <= 200 => {
+            format!("{}:{}", kind.as_str(), r.trim())
+        }
+        Some(_) => return Err(AdminError::invalid("reference must be 1 to 200 characters")),
+        None => format!("{}:{}", kind.as_str(), uuid::Uuid::now_v7()),
+    };
+    let detail = serde_json::json!({ "reason": body.reason }).to_string();
+    let entry = NewEntry {
+        org_id: org_id.clone(),
+        kind,
+        amount: body.amount_micros,
+        reference: reference.clone(),
+        detail,
+        created_at: now,
+    };
+    let posted = state.store.post_entries(&[entry]).await?;
+    let written = matches!(posted.first(), Some(Posted::Written { .. }));
+    if let Some(Posted::Written { balance_after }) = posted.first() {
+        state.accounts.posted(&org_id, *balance_after, now);
+        tracing::info!(%org_id, kind = kind.as_str(), amount = body.amount_micros, "ledger entry posted");
+    }
+    let entries = state.store.list_entries(&org_id, 0, u32::MAX).await?;
+    let view = entries
+        .iter()
+        .rev()
+        .find(|e| e.entry.reference == reference)
+        .map(EntryView::from);
+    let status = if written {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(serde_json::json!({ "duplicate": !written, "entry": view })),
+    )
+        .into_response())
+}
+
+pub(crate) async fn top_up(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<NewMoney>, JsonRejection>,
+) -> AdminResult<Response> {
+    let Json(body) = body?;
+    post_money(state, id, body, EntryKind::TopUp).await
+}
+
+pub(crate) async fn adjust(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<NewMoney>, JsonRejection>,
+) -> AdminResult<Response> {
+    let Json(body) = body?;
+    post_money(state, id, body, EntryKind::Adjustment).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Page {
+    limit: Option<u32>,
+    after: Option<i64>,
+}
+
+pub(crate) async fn ledger(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> AdminResult<Json<Value>> {
+    let org_id = parse_org_id(&id)?;
+    let Query(page) = page?;
+    found_org(state.store.get_org(&org_id).await?, &org_id)?;
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AdminError::invalid("limit must be between 1 and 1000"));
+    }
+    let rows = state
+        .store
+        .list_entries(&org_id, page.after.unwrap_or(0), limit)
+        .await?;
+    let next_after = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    let data: Vec<EntryView> = rows.iter().map(EntryView::from).collect();
+    Ok(Json(
+        serde_json::json!({ "data": data, "next_after": next_after }),
+    ))
+}
+
+pub(crate) async fn notifications(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> AdminResult<Json<Value>> {
+    let org_id = parse_org_id(&id)?;
+    found_org(state.store.get_org(&org_id).await?, &org_id)?;
+    let rows = state.store.list_notifications(&org_id).await?;
+    let data: Vec<Value> = rows
+        .into_iter()
+        .map(|(kind, reference, detail, at)| {
+            serde_json::json!({
+                "kind": kind,
+                "reference": reference,
+                "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
+                "created_at": at.to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "data": data })))
+}

@@ -1,0 +1,399 @@
+//! Money over real HTTP: 402 when the account does not cover the hold,
+//! graduated prices charged exactly, exactly K of N concurrent requests
+//! admitted against a balance that covers K, the daily spend limit, budget
+//! alerts exactly once and read-only mode, no charge for failures and
+//! replays, and balances that equal the sum of their ledger entries.
+
+mod common;
+
+use common::{TestGateway, expect_problem};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tollgate_core::time::UnixMillis;
+use tollgate_gateway::Clock;
+use tollgate_gateway::config::PlanConfig;
+
+/// 1,000 µ per request; order_sent 100,000 µ for the first 2 units, then 50,000 µ.
+const GRADUATED: &str = r#"
+    [prices.request]
+    tiers = [{ micros = 1000 }]
+    [prices.order_sent]
+    tiers = [{ up_to = 2, micros = 100000 }, { micros = 50000 }]
+"#;
+/// 1,000 µ per request, nothing else.
+const PER_REQUEST: &str = r#"
+    [prices.request]
+    tiers = [{ micros = 1000 }]
+"#;
+
+async fn gateway() -> TestGateway {
+    TestGateway::start_with(|config| {
+        for (name, text) in [("graduated", GRADUATED), ("perreq", PER_REQUEST)] {
+            let plan: PlanConfig = toml::from_str(text).expect("plan");
+            config.plans.insert(name.into(), plan);
+        }
+    })
+    .await
+}
+
+async fn payg_org(gw: &TestGateway, plan: &str) -> (String, String) {
+    let org = gw.create_org(Some(plan)).await;
+    let (status, _) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/orgs/{org}/pay-as-you-go"),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, key) = gw.create_key(&org, json!({"name": "bot"})).await;
+    (org, key)
+}
+
+async fn top_up(gw: &TestGateway, org: &str, micros: i64) {
+    let (status, body) = gw
+        .admin_call(
+            Method::POST,
+            &format!("/orgs/{org}/top-ups"),
+            Some(json!({"amount_micros": micros})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn balance(gw: &TestGateway, org: &str) -> Value {
+    let (status, body) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/balance"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn ledger_sum(gw: &TestGateway, org: &str) -> (i64, usize) {
+    let (_, ledger) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/ledger?limit=1000"), None)
+        .await;
+    let entries = ledger["data"].as_array().expect("data");
+    (
+        entries
+            .iter()
+            .map(|e| e["amount_micros"].as_i64().expect("amount"))
+            .sum(),
+        entries.len(),
+    )
+}
+
+#[tokio::test]
+async fn an_account_that_does_not_cover_the_hold_gets_402_and_nothing_moves() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "perreq").await;
+    let body = expect_problem(
+        gw.get("/v1/ticker", Some(&key)).await,
+        402,
+        "payment_required",
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("0.001000"),
+        "{body}"
+    );
+    assert_eq!(gw.upstream.count(), 0);
+    assert_eq!(ledger_sum(&gw, &org).await, (0, 0));
+    // A credit limit is money to spend too.
+    gw.admin_call(
+        Method::PUT,
+        &format!("/orgs/{org}/account"),
+        Some(json!({"credit_limit_micros": 1000})),
+    )
+    .await;
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    let b = balance(&gw, &org).await;
+    assert_eq!(
+        (b["balance_micros"].as_i64(), b["available_micros"].as_i64()),
+        (Some(-1000), Some(0))
+    );
+    expect_problem(
+        gw.get("/v1/ticker", Some(&key)).await,
+        402,
+        "payment_required",
+    )
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn graduated_prices_are_charged_exactly_and_the_ledger_adds_up() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "graduated").await;
+    top_up(&gw, &org, 1_000_000).await;
+    // The test upstream reports order_sent=1 on every answer.
+    let mut expected = 1_000_000;
+    for charge in [101_000, 101_000, 51_000, 51_000] {
+        assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+        expected -= charge;
+        assert_eq!(
+            balance(&gw, &org).await["balance_micros"],
+            expected,
+            "after a charge of {charge}"
+        );
+    }
+    let (sum, entries) = ledger_sum(&gw, &org).await;
+    assert_eq!(
+        (sum, entries),
+        (expected, 5),
+        "balance = sum of the ledger: one top-up, four charges"
+    );
+    let (_, ledger) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
+        .await;
+    assert_eq!(
+        ledger["data"][1]["detail"]["units"],
+        json!({"request": 1, "order_sent": 1, "bytes_out": ledger["data"][1]["detail"]["units"]["bytes_out"]})
+    );
+    // Orgs not on pay-as-you-go are not charged.
+    let plain = gw.create_org(Some("graduated")).await;
+    let (_, plain_key) = gw.create_key(&plain, json!({"name": "k"})).await;
+    assert_eq!(gw.get("/v1/ticker", Some(&plain_key)).await.status(), 200);
+    assert_eq!(ledger_sum(&gw, &plain).await, (0, 0));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn exactly_k_of_many_concurrent_requests_fit_a_balance_of_k() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "perreq").await;
+    top_up(&gw, &org, 7 * 1000).await;
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let http = reqwest::Client::new();
+        let url = gw.url("/v1/ticker");
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("req")
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            200 => ok += 1,
+            402 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 7);
+    assert_eq!(gw.upstream.count(), 7);
+    let b = balance(&gw, &org).await;
+    assert_eq!(
+        (b["balance_micros"].as_i64(), b["held_micros"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(ledger_sum(&gw, &org).await.0, 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn failures_and_replays_are_not_charged() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "perreq").await;
+    top_up(&gw, &org, 100_000).await;
+    let order = |idem: &'static str, body: Value| {
+        gw.http
+            .post(gw.url("/v1/orders"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", idem)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        order("fail-1", json!({"fail": true}))
+            .await
+            .expect("req")
+            .status(),
+        500
+    );
+    assert_eq!(
+        balance(&gw, &org).await["balance_micros"],
+        100_000,
+        "a 5xx is not charged"
+    );
+    assert_eq!(
+        order("o-1", json!({"qty": 1})).await.expect("req").status(),
+        200
+    );
+    assert_eq!(balance(&gw, &org).await["balance_micros"], 99_000);
+    let replay = order("o-1", json!({"qty": 1})).await.expect("req");
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let b = balance(&gw, &org).await;
+    assert_eq!(
+        (b["balance_micros"].as_i64(), b["held_micros"].as_i64()),
+        (Some(99_000), Some(0)),
+        "a replay moves nothing"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_daily_spend_limit_stops_every_request_until_the_next_utc_day() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "perreq").await;
+    top_up(&gw, &org, 100_000).await;
+    let (status, _) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/orgs/{org}/account"),
+            Some(json!({"daily_spend_limit_micros": 2000})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for _ in 0..2 {
+        assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    }
+    let seen = gw.upstream.count();
+    let refused = gw.get("/v1/ticker", Some(&key)).await;
+    assert!(refused.headers().get("retry-after").is_some());
+    expect_problem(refused, 402, "daily_spend_limit").await;
+    assert_eq!(gw.upstream.count(), seen);
+    assert_eq!(balance(&gw, &org).await["daily_spend_micros"], 2000);
+    // The next UTC day opens again.
+    let tomorrow = (gw.clock.now().0 / 86_400_000 + 1) * 86_400_000;
+    gw.clock.set(UnixMillis(tomorrow));
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn budget_alerts_fire_once_and_an_exhausted_budget_makes_the_org_read_only() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "perreq").await;
+    top_up(&gw, &org, 100_000).await;
+    gw.admin_call(
+        Method::PUT,
+        &format!("/orgs/{org}/account"),
+        Some(json!({"budget_micros": 3000, "budget_thresholds": [50, 90]})),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    }
+    let (_, notes) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/notifications"), None)
+        .await;
+    let mut thresholds: Vec<i64> = notes["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|n| n["detail"]["threshold_percent"].as_i64().expect("t"))
+        .collect();
+    thresholds.sort_unstable();
+    assert_eq!(
+        thresholds,
+        vec![50, 90, 100],
+        "each threshold once: {notes}"
+    );
+    assert_eq!(balance(&gw, &org).await["read_only"], true);
+
+    // Writes are refused, reads still pass.
+    let write = gw
+        .http
+        .post(gw.url("/v1/orders"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "w-1")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("req");
+    expect_problem(write, 403, "budget_read_only").await;
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    let (_, notes) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/notifications"), None)
+        .await;
+    assert_eq!(
+        notes["data"].as_array().expect("data").len(),
+        3,
+        "no repeat alerts"
+    );
+
+    // Raising the budget lifts read-only at once.
+    gw.admin_call(
+        Method::PUT,
+        &format!("/orgs/{org}/account"),
+        Some(json!({"budget_micros": 100000})),
+    )
+    .await;
+    let write = gw
+        .http
+        .post(gw.url("/v1/orders"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "w-1")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(write.status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn top_ups_and_adjustments_are_idempotent_by_reference_and_survive_restart() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "perreq").await;
+    for _ in 0..2 {
+        let (status, body) = gw
+            .admin_call(
+                Method::POST,
+                &format!("/orgs/{org}/top-ups"),
+                Some(json!({"amount_micros": 5000, "reference": "invoice-77"})),
+            )
+            .await;
+        assert!(
+            status == 201 || (status == 200 && body["duplicate"] == true),
+            "{status} {body}"
+        );
+    }
+    let (status, _) = gw
+        .admin_call(
+            Method::POST,
+            &format!("/orgs/{org}/adjustments"),
+            Some(json!({"amount_micros": -500})),
+        )
+        .await;
+    assert_eq!(status, 400, "an adjustment needs a reason");
+    let (status, _) = gw
+        .admin_call(
+            Method::POST,
+            &format!("/orgs/{org}/adjustments"),
+            Some(json!({"amount_micros": -500, "reason": "goodwill reversal"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    assert_eq!(balance(&gw, &org).await["balance_micros"], 3500);
+    let dir = gw.dir.clone();
+    let clock = gw.clock.clone();
+    let sqlite = dir.path().join("tollgate.db");
+    gw.stop().await;
+
+    let (upstream, addr) = common::start_upstream().await;
+    let mut config = common::test_config(addr, &sqlite);
+    config
+        .plans
+        .insert("perreq".into(), toml::from_str(PER_REQUEST).expect("plan"));
+    let gw = TestGateway::start_on(config, upstream, dir, clock).await;
+    let b = balance(&gw, &org).await;
+    assert_eq!(b["balance_micros"], 3500);
+    assert_eq!(
+        b["daily_spend_micros"], 1000,
+        "today's spend is read back from the ledger"
+    );
+    assert_eq!(ledger_sum(&gw, &org).await, (3500, 3));
+    gw.stop().await;
+}

@@ -150,6 +150,72 @@ enum OrgCommand {
     },
     /// List an organization's committed-use add-ons.
     Commitments { id: String },
+    /// Balance, credit limit, holds, daily spend and budget.
+    Balance { id: String },
+    /// Change money settings; amounts are decimals (12.50), `none` clears a limit.
+    Account {
+        id: String,
+        /// Post-paid credit limit.
+        #[arg(long, value_parser = parse_amount)]
+        credit_limit: Option<i64>,
+        /// Spend allowed per UTC day, or `none`.
+        #[arg(long, value_parser = parse_optional_amount)]
+        daily_limit: Option<Option<i64>>,
+        /// Spend allowed per billing cycle, or `none`.
+        #[arg(long, value_parser = parse_optional_amount)]
+        budget: Option<Option<i64>>,
+        /// Budget alert thresholds in percent, comma-separated (70,85,95).
+        #[arg(long, value_delimiter = ',')]
+        thresholds: Option<Vec<u8>>,
+    },
+    /// Add money to the balance.
+    TopUp {
+        id: String,
+        /// Amount, a decimal (25.00).
+        #[arg(long, value_parser = parse_amount)]
+        amount: i64,
+        /// Makes the call idempotent: a second top-up with it writes nothing.
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// Correct the balance, up or down, with a reason.
+    Adjust {
+        id: String,
+        /// Amount, a decimal; negative takes money away (-1.50).
+        #[arg(long, value_parser = parse_amount, allow_hyphen_values = true)]
+        amount: i64,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Makes the call idempotent.
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// Ledger entries, oldest first.
+    Ledger {
+        id: String,
+        /// Page size (1-1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Start after this entry id.
+        #[arg(long)]
+        after: Option<i64>,
+    },
+    /// Notifications (budget alerts), newest first.
+    Notifications { id: String },
+}
+
+fn parse_amount(text: &str) -> Result<i64, String> {
+    tollgate_core::money::Micros::parse_decimal(text)
+        .map(|m| m.0)
+        .ok_or_else(|| format!("{text:?} is not an amount like 12.50 (at most 6 decimal places)"))
+}
+
+fn parse_optional_amount(text: &str) -> Result<Option<i64>, String> {
+    if text == "none" {
+        return Ok(None);
+    }
+    parse_amount(text).map(Some)
 }
 
 fn parse_quota(text: &str) -> Result<(String, u64), String> {
@@ -363,7 +429,7 @@ async fn serve_demo() -> anyhow::Result<ExitCode> {
     );
     println!("  curl -i 'http://{ingress}/v1/ticker'   # no key: 401 problem+json");
     println!(
-        "  curl -s http://{admin}/admin/v1/orgs/{} -H 'Authorization: Bearer {token}'",
+        "  curl -s http://{admin}/admin/v1/orgs/{}/balance -H 'Authorization: Bearer {token}'   # pay-as-you-go: every call moves it",
         seeded.org_id
     );
     println!();
@@ -513,6 +579,82 @@ async fn org(client: &AdminClient, command: OrgCommand) -> anyhow::Result<ExitCo
         OrgCommand::Commitments { id } => {
             client
                 .call(Method::GET, &format!("/orgs/{id}/commitments"), None)
+                .await?
+        }
+        OrgCommand::Balance { id } => {
+            client
+                .call(Method::GET, &format!("/orgs/{id}/balance"), None)
+                .await?
+        }
+        OrgCommand::Account {
+            id,
+            credit_limit,
+            daily_limit,
+            budget,
+            thresholds,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(limit) = credit_limit {
+                body.insert("credit_limit_micros".into(), json!(limit));
+            }
+            if let Some(limit) = daily_limit {
+                body.insert("daily_spend_limit_micros".into(), json!(limit));
+            }
+            if let Some(budget) = budget {
+                body.insert("budget_micros".into(), json!(budget));
+            }
+            if let Some(thresholds) = thresholds {
+                body.insert("budget_thresholds".into(), json!(thresholds));
+            }
+            client
+                .call(
+                    Method::PUT,
+                    &format!("/orgs/{id}/account"),
+                    Some(Value::Object(body)),
+                )
+                .await?
+        }
+        OrgCommand::TopUp {
+            id,
+            amount,
+            reference,
+        } => {
+            let body = json!({ "amount_micros": amount, "reference": reference });
+            client
+                .call(Method::POST, &format!("/orgs/{id}/top-ups"), Some(body))
+                .await?
+        }
+        OrgCommand::Adjust {
+            id,
+            amount,
+            reason,
+            reference,
+        } => {
+            let body = json!({ "amount_micros": amount, "reason": reason, "reference": reference });
+            client
+                .call(Method::POST, &format!("/orgs/{id}/adjustments"), Some(body))
+                .await?
+        }
+        OrgCommand::Ledger { id, limit, after } => {
+            let mut query = Vec::new();
+            if let Some(limit) = limit {
+                query.push(format!("limit={limit}"));
+            }
+            if let Some(after) = after {
+                query.push(format!("after={after}"));
+            }
+            let suffix = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", query.join("&"))
+            };
+            client
+                .call(Method::GET, &format!("/orgs/{id}/ledger{suffix}"), None)
+                .await?
+        }
+        OrgCommand::Notifications { id } => {
+            client
+                .call(Method::GET, &format!("/orgs/{id}/notifications"), None)
                 .await?
         }
     };

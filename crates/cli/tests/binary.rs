@@ -232,6 +232,54 @@ fn demo_serves_the_trading_api_and_the_cli_manages_it() {
         first["order_id"], other["order_id"],
         "a new key is a new order"
     );
+    // The demo org is pay-as-you-go: the two executed orders (0.10 + 0.001
+    // each) and the earlier ticker calls moved its opening 25.00; the replay did not.
+    let (ok, out, err) = demo.cli(&["org", "balance", &demo.org]);
+    assert!(ok, "{err}");
+    let balance: Value = serde_json::from_str(&out).expect("json");
+    let spent = 25_000_000 - balance["balance_micros"].as_i64().expect("balance");
+    assert_eq!(
+        spent,
+        2 * 101_000 + 1_000,
+        "two orders and one ticker call: {balance}"
+    );
+    let (ok, out, _) = demo.cli(&["org", "ledger", &demo.org]);
+    assert!(ok && out.contains("\"order_sent\": 1"), "{out}");
+    // Money from the CLI, in decimals.
+    for _ in 0..2 {
+        let (ok, _, err) = demo.cli(&[
+            "org",
+            "top-up",
+            &demo.org,
+            "--amount",
+            "5.00",
+            "--reference",
+            "invoice-1",
+        ]);
+        assert!(ok, "{err}");
+    }
+    let (ok, _, err) = demo.cli(&[
+        "org",
+        "adjust",
+        &demo.org,
+        "--amount",
+        "-0.5",
+        "--reason",
+        "test correction",
+    ]);
+    assert!(ok, "{err}");
+    let (_, out, _) = demo.cli(&["org", "balance", &demo.org]);
+    let after: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        after["balance_micros"].as_i64(),
+        balance["balance_micros"]
+            .as_i64()
+            .map(|b| b + 5_000_000 - 500_000),
+        "the repeated top-up was written once"
+    );
+    let (ok, _, err) = demo.cli(&["org", "top-up", &demo.org, "--amount", "1.2345678"]);
+    assert!(!ok && err.contains("6 decimal places"), "{err}");
+
     // Let the bucket fill up again before counting it down.
     std::thread::sleep(Duration::from_millis(2_200));
 

@@ -61,7 +61,7 @@ pub async fn seed(sqlite_path: &FsPath, now: UnixMillis) -> StoreResult<Seeded> 
         status: OrgStatus::Active,
         plan: Some("demo".into()),
         cycle_anchor: Some(now),
-        pay_as_you_go: false,
+        pay_as_you_go: true,
         created_at: now,
         updated_at: now,
     };
@@ -84,6 +84,20 @@ pub async fn seed(sqlite_path: &FsPath, now: UnixMillis) -> StoreResult<Seeded> 
         quotas: Default::default(),
     };
     store.create_key(&key).await?;
+    // A starting balance of 25.00 and a credit limit of 10.00.
+    let mut account = store.get_account(&org.id).await?;
+    account.credit_limit = 10_000_000;
+    store.set_account_settings(&account, now).await?;
+    store
+        .post_entries(&[tollgate_store::NewEntry {
+            org_id: org.id.clone(),
+            kind: tollgate_store::EntryKind::TopUp,
+            amount: 25_000_000,
+            reference: "top_up:demo-opening-balance".into(),
+            detail: r#"{"reason":"demo opening balance"}"#.into(),
+            created_at: now,
+        }])
+        .await?;
     Ok(Seeded {
         org_id: org.id,
         key: api_key::format(&key.id, &secret),
@@ -160,16 +174,20 @@ struct OrderRequest {
 
 async fn place_order(
     body: Result<Json<OrderRequest>, axum::extract::rejection::JsonRejection>,
-) -> (StatusCode, Json<Value>) {
+) -> (StatusCode, [(&'static str, &'static str); 1], Json<Value>) {
     let Ok(Json(order)) = body else {
         return (
             StatusCode::BAD_REQUEST,
+            [("tollgate-usage", "order_sent=0")],
             Json(json!({"error": "expected JSON {symbol, side, qty, price?}"})),
         );
     };
     let n = ORDER_SEQUENCE.fetch_add(1, Ordering::Relaxed);
     (
         StatusCode::CREATED,
+        // What this execution used, for tollgate to meter and price; it
+        // strips the header before the client sees the answer.
+        [("tollgate-usage", "order_sent=1, compute_ms=3")],
         Json(json!({
             "order_id": format!("ord_{n:08}"),
             "status": "accepted",

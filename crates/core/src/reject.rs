@@ -35,6 +35,8 @@ pub enum Rejection {
     BudgetReadOnly,
     /// The account does not cover the request's maximum cost.
     PaymentRequired,
+    /// A payment needs the customer's action (3-D Secure): writes are refused.
+    PaymentActionRequired,
     /// A token bucket (the key's or the organization's) is empty.
     RateLimited,
     /// A billing-cycle quota is exhausted and the org is not pay-as-you-go.
@@ -59,7 +61,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every rejection, for documentation checks and metrics pre-registration.
-    pub const ALL: [Rejection; 24] = [
+    pub const ALL: [Rejection; 25] = [
         Rejection::RouteNotFound,
         Rejection::MethodNotAllowed,
         Rejection::PayloadTooLarge,
@@ -74,6 +76,7 @@ impl Rejection {
         Rejection::DailySpendLimit,
         Rejection::BudgetReadOnly,
         Rejection::PaymentRequired,
+        Rejection::PaymentActionRequired,
         Rejection::RateLimited,
         Rejection::QuotaExhausted,
         Rejection::IdempotencyKeyRequired,
@@ -103,6 +106,7 @@ impl Rejection {
             Rejection::DailySpendLimit => "daily_spend_limit",
             Rejection::BudgetReadOnly => "budget_read_only",
             Rejection::PaymentRequired => "payment_required",
+            Rejection::PaymentActionRequired => "payment_action_required",
             Rejection::RateLimited => "rate_limited",
             Rejection::QuotaExhausted => "quota_exhausted",
             Rejection::IdempotencyKeyRequired => "idempotency_key_required",
@@ -129,7 +133,9 @@ impl Rejection {
             | Rejection::OrgSuspended
             | Rejection::ProductNotAllowed
             | Rejection::ProductNotInPlan => 403,
-            Rejection::DailySpendLimit | Rejection::PaymentRequired => 402,
+            Rejection::DailySpendLimit
+            | Rejection::PaymentRequired
+            | Rejection::PaymentActionRequired => 402,
             Rejection::BudgetReadOnly => 403,
             Rejection::RateLimited | Rejection::QuotaExhausted => 429,
             Rejection::IdempotencyKeyRequired
@@ -160,6 +166,7 @@ impl Rejection {
             Rejection::DailySpendLimit => "Daily spend limit reached",
             Rejection::BudgetReadOnly => "Budget exhausted: read-only",
             Rejection::PaymentRequired => "Payment required",
+            Rejection::PaymentActionRequired => "Payment needs the customer's action",
             Rejection::RateLimited => "Rate limit exceeded",
             Rejection::QuotaExhausted => "Quota exhausted",
             Rejection::IdempotencyKeyRequired => "Idempotency-Key required",

@@ -101,6 +101,8 @@ pub enum SpendRefusal {
         /// When the day ends.
         resets_at: UnixMillis,
     },
+    /// A payment needs the customer's action: writes are refused.
+    PaymentActionRequired,
     /// The cycle's budget is used up: writes are refused.
     BudgetReadOnly {
         /// The budget.
@@ -111,12 +113,12 @@ pub enum SpendRefusal {
 }
 
 /// A charge settled for one request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settled {
     /// What was charged.
     pub charge: Micros,
     /// Budget thresholds (percent) crossed by this charge.
-    pub crossed: [Option<u8>; 4],
+    pub crossed: Vec<u8>,
     /// The cycle it was charged in.
     pub cycle: Period,
 }
@@ -169,6 +171,8 @@ impl Accounts {
             daily_spend_limit: None,
             budget: None,
             budget_thresholds: vec![70, 85, 95],
+            autocharge: Default::default(),
+            payment_action_required: false,
         };
         Arc::clone(
             self.orgs
@@ -206,6 +210,9 @@ impl Accounts {
                 limit,
                 resets_at: state.day.end,
             });
+        }
+        if write && state.settings.payment_action_required {
+            return Err(SpendRefusal::PaymentActionRequired);
         }
         if write
             && let (Some(budget), Some(cycle)) = (state.settings.budget, state.cycle)
@@ -267,6 +274,16 @@ impl Accounts {
         Micros(total)
     }
 
+    /// Moves the tier position back after a charge that could not be
+    /// written, so later requests are priced where they should be.
+    pub fn unprice(&self, org: &OrgId, units: &MeterCounts, now: UnixMillis) {
+        let state = self.state(org, now);
+        let mut state = state.lock();
+        for (position, units) in state.priced.iter_mut().zip(units) {
+            *position = position.saturating_sub(*units);
+        }
+    }
+
     /// Step 11, after the charge is durable: resolves the hold, adds the
     /// spend, and reports the budget thresholds crossed.
     pub fn settle(
@@ -292,23 +309,34 @@ impl Accounts {
         state.day_spent = state.day_spent.saturating_add(charge.0);
         state.cycle_spent = state.cycle_spent.saturating_add(charge.0);
         let after = state.budget_percent();
-        let mut crossed = [None; 4];
-        if let (Some(before), Some(after)) = (before, after) {
-            let mut n = 0;
-            let mut thresholds: Vec<u8> = state.settings.budget_thresholds.clone();
-            thresholds.push(100);
-            for t in thresholds {
-                if before < u64::from(t) && after >= u64::from(t) && n < crossed.len() {
-                    crossed[n] = Some(t);
-                    n += 1;
-                }
-            }
+        let mut crossed = Vec::new();
+        if let (Some(before), Some(after)) = (before, after)
+            && after > before
+        {
+            let thresholds = state
+                .settings
+                .budget_thresholds
+                .iter()
+                .copied()
+                .chain([100]);
+            crossed.extend(thresholds.filter(|t| before < u64::from(*t) && after >= u64::from(*t)));
+            crossed.dedup();
         }
         Settled {
             charge,
             crossed,
             cycle: state.cycle.unwrap_or_else(|| monthly_cycle(anchor, now)),
         }
+    }
+
+    /// The account's settings when an automatic top-up is due: enabled, not
+    /// waiting for the customer, and the balance below the threshold.
+    pub fn autocharge_due(&self, org: &OrgId, balance_after: i64) -> Option<AccountRow> {
+        let state = self.orgs.get(org).map(|s| Arc::clone(s.value()))?;
+        let state = state.lock();
+        let auto = &state.settings.autocharge;
+        (auto.enabled && !state.settings.payment_action_required && balance_after < auto.threshold)
+            .then(|| state.settings.clone())
     }
 
     /// An entry posted outside a request (top-up, adjustment): mirror its balance.

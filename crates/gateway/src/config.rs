@@ -41,6 +41,34 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Idempotency-Key records.
     pub idempotency: IdempotencyConfig,
+    /// The payment provider used for automatic top-ups.
+    pub payments: PaymentsConfig,
+}
+
+/// `[payments]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// Stripe's API base; the tests point it at a local fake.
+    pub stripe_api_base: String,
+    /// Stripe secret key (`sk_…`); better set with
+    /// `TOLLGATE_PAYMENTS__STRIPE_SECRET_KEY`. Without it, no autocharge runs.
+    pub stripe_secret_key: Option<String>,
+    /// Currency of balances and top-ups (two-decimal currencies only).
+    pub currency: String,
+    /// Autocharge turns itself off after this many failures in a row.
+    pub max_consecutive_failures: u32,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            stripe_api_base: "https://api.stripe.com".into(),
+            stripe_secret_key: None,
+            currency: "usd".into(),
+            max_consecutive_failures: 3,
+        }
+    }
 }
 
 /// `[idempotency]`

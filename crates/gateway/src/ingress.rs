@@ -36,6 +36,7 @@ pub struct Ingress {
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) ledger: LedgerWriter,
     pub(crate) route_max_units: Vec<tollgate_core::meter::MeterCounts>,
+    pub(crate) autocharger: Arc<crate::autocharge::Autocharger>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client: UpstreamClient,
     pub(crate) forward: ForwardSettings,
@@ -268,29 +269,51 @@ impl Ingress {
         };
         // Step 10: forward.
         let request = Request::from_parts(parts, body);
-        let upstream_request = forward::prepare(request, context, source, remote, &self.forward)?;
-        let response = match forward::send(&self.client, upstream_request, &self.forward).await {
+        let sent = match forward::prepare(request, context, source, remote, &self.forward) {
+            Ok(upstream_request) => {
+                forward::send(&self.client, upstream_request, &self.forward).await
+            }
+            Err(refusal) => Err(refusal),
+        };
+        let response = match sent {
             Ok(response) => response,
             Err(refusal) => {
+                // Never reached the upstream or got no answer: nothing is
+                // charged, the hold is released, the key freed for a retry.
                 if let Some(ticket) = &ticket {
                     idempotency::release(self.store.as_ref(), ticket).await;
+                }
+                if let Some((_, hold)) = hold {
+                    self.accounts.void(&key.org_id, hold, now);
                 }
                 return Err(refusal);
             }
         };
         // Step 11 (metering part): what the response used.
         let failed = response.status().is_server_error();
-        let mut usage = usage_report(response.headers());
+        let usage = usage_report(response.headers());
         let declared_bytes = http_body::Body::size_hint(response.body()).exact();
         // Step 11: settle. The charge is durable before the answer leaves.
         if let Some((plan, hold)) = hold {
             if failed {
                 self.accounts.void(&key.org_id, hold, now);
             } else {
-                usage[Meter::Request.index()] = 1;
-                usage[Meter::BytesOut.index()] = declared_bytes.unwrap_or(0);
-                self.settle(plan, hold, &usage, key, org_entry, &context.request_id, now)
-                    .await?;
+                // What is priced: the reported meters, this request, and the
+                // declared body size. (The quota counters are fed apart: the
+                // request was counted at admission, bytes as they stream.)
+                let mut priced = usage;
+                priced[Meter::Request.index()] = 1;
+                priced[Meter::BytesOut.index()] = declared_bytes.unwrap_or(0);
+                self.settle(
+                    plan,
+                    hold,
+                    &priced,
+                    key,
+                    org_entry,
+                    &context.request_id,
+                    now,
+                )
+                .await?;
             }
         }
         let mut response = forward::respond(response, &context.request_id);
@@ -363,6 +386,7 @@ impl Ingress {
             Ok(tollgate_store::Posted::Duplicate) => None,
             Err(error) => {
                 tracing::error!(%error, request_id, "could not record a charge");
+                self.accounts.unprice(&key.org_id, usage, now);
                 self.accounts.void(&key.org_id, hold, now);
                 return Err(Refusal::new(
                     tollgate_core::Rejection::StoreUnavailable,
@@ -373,7 +397,14 @@ impl Ingress {
         let settled = self
             .accounts
             .settle(&key.org_id, anchor, hold, charge, posted, now);
-        for threshold in settled.crossed.into_iter().flatten() {
+        if let Some(balance) = posted
+            && let Some(settings) = self.accounts.autocharge_due(&key.org_id, balance)
+        {
+            // From the request path, not a poll; returns at once.
+            self.autocharger
+                .after_charge(&key.org_id, &settings, balance);
+        }
+        for threshold in settled.crossed {
             let reference = format!("budget:{}:{threshold}", settled.cycle.start.0);
             let detail = serde_json::json!({
                 "threshold_percent": threshold,
@@ -427,6 +458,12 @@ fn spend_refusal(refusal: SpendRefusal, now: tollgate_core::time::UnixMillis) ->
             ),
             resets_at,
         ),
+        SpendRefusal::PaymentActionRequired => {
+            return Refusal::new(
+                tollgate_core::Rejection::PaymentActionRequired,
+                "an automatic top-up needs the customer's action (authentication); write routes are refused until it is resolved",
+            );
+        }
         SpendRefusal::BudgetReadOnly { budget, resets_at } => (
             tollgate_core::Rejection::BudgetReadOnly,
             format!(

@@ -19,6 +19,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod autocharge;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -27,6 +28,7 @@ pub mod ingress;
 pub mod limiter;
 pub mod metered_body;
 pub mod metrics;
+pub mod payments;
 pub mod pipeline;
 pub mod plans;
 pub mod problem;

@@ -2,10 +2,12 @@
 
 use crate::accounts::{self, Accounts, LedgerWriter};
 use crate::admin::{self, AdminState};
+use crate::autocharge::Autocharger;
 use crate::directory::Directory;
 use crate::ingress::Ingress;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
+use crate::payments::{PaymentProvider, StripeProvider};
 use crate::pipeline::forward::ForwardSettings;
 use crate::plans::{self, Plans};
 use crate::{Clock, Config, SystemClock};
@@ -237,6 +239,15 @@ async fn flush_usage(
     }
 }
 
+fn provider(config: &Config) -> anyhow::Result<Option<Arc<dyn PaymentProvider>>> {
+    let Some(key) = &config.payments.stripe_secret_key else {
+        return Ok(None);
+    };
+    let stripe = StripeProvider::new(&config.payments.stripe_api_base, key)
+        .map_err(|e| anyhow::anyhow!("payments: {e}"))?;
+    Ok(Some(Arc::new(stripe)))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn build_ingress(
     config: &Config,
@@ -271,6 +282,14 @@ fn build_ingress(
         accounts: Arc::clone(accounts),
         ledger: LedgerWriter::start(Arc::clone(store)),
         route_max_units: accounts::route_max_units(config),
+        autocharger: Arc::new(Autocharger::new(
+            provider(config)?,
+            Arc::clone(store),
+            Arc::clone(accounts),
+            Arc::clone(clock),
+            config.payments.currency.clone(),
+            config.payments.max_consecutive_failures,
+        )),
         clock: Arc::clone(clock),
         client,
         forward: ForwardSettings {

@@ -397,3 +397,64 @@ async fn top_ups_and_adjustments_are_idempotent_by_reference_and_survive_restart
     assert_eq!(ledger_sum(&gw, &org).await, (3500, 3));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_forward_releases_the_hold_and_priced_requests_count_once() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let gw = TestGateway::start_with(move |config| {
+        config
+            .plans
+            .insert("perreq".into(), toml::from_str(PER_REQUEST).expect("plan"));
+        config.upstream.url = format!("http://{free}");
+    })
+    .await;
+    let (org, key) = payg_org(&gw, "perreq").await;
+    top_up(&gw, &org, 2_500).await;
+    for _ in 0..5 {
+        expect_problem(
+            gw.get("/v1/ticker", Some(&key)).await,
+            502,
+            "upstream_unavailable",
+        )
+        .await;
+    }
+    let b = balance(&gw, &org).await;
+    assert_eq!(
+        (b["balance_micros"].as_i64(), b["held_micros"].as_i64()),
+        (Some(2_500), Some(0)),
+        "holds released: {b}"
+    );
+    gw.stop().await;
+
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "perreq").await;
+    top_up(&gw, &org, 100_000).await;
+    let body = gw
+        .get("/v1/ticker", Some(&key))
+        .await
+        .bytes()
+        .await
+        .expect("body");
+    let (_, usage) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/usage"), None)
+        .await;
+    let used = |meter: &str| {
+        usage["quotas"]
+            .as_array()
+            .expect("q")
+            .iter()
+            .find(|q| q["meter"] == meter)
+            .expect("meter")["used"]
+            .as_u64()
+    };
+    assert_eq!(used("request"), Some(1), "counted once: {usage}");
+    assert_eq!(
+        used("bytes_out"),
+        Some(body.len() as u64),
+        "bytes counted once"
+    );
+    gw.stop().await;
+}

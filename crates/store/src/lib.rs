@@ -13,8 +13,8 @@ mod rows;
 mod sqlite;
 
 pub use rows::{
-    AccountRow, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin, KeyRow, NewEntry, OrgRow,
-    Posted, StoredResponse, UsageRow,
+    AccountRow, AutochargeSettings, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin, KeyRow,
+    NewEntry, OrgRow, Posted, StoredResponse, UsageRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -169,6 +169,8 @@ pub trait Store: Send + Sync + 'static {
     /// is written with the balance change it makes, or skipped as a duplicate
     /// of an entry with the same reference.
     async fn post_entries(&self, entries: &[NewEntry]) -> StoreResult<Vec<Posted>>;
+    /// The entry of an organization with this reference.
+    async fn find_entry(&self, org: &OrgId, reference: &str) -> StoreResult<Option<EntryRow>>;
     /// Ledger entries of an organization after `after_id`, oldest first.
     async fn list_entries(
         &self,
@@ -185,6 +187,27 @@ pub trait Store: Send + Sync + 'static {
     /// Charges of an organization at or after `since`: their total (positive
     /// micro-units) and the units priced per meter, from the entries' details.
     async fn charged_since(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(i64, [u64; 5])>;
+    /// Records an autocharge attempt before the provider is called; `false`
+    /// if one with this key exists already.
+    async fn autocharge_begin(
+        &self,
+        org: &OrgId,
+        key: &str,
+        amount: i64,
+        now: UnixMillis,
+    ) -> StoreResult<bool>;
+    /// Records an attempt's outcome.
+    async fn autocharge_finish(
+        &self,
+        key: &str,
+        state: &str,
+        payment_id: Option<&str>,
+        error: Option<&str>,
+        now: UnixMillis,
+    ) -> StoreResult<()>;
+    /// Number of attempts ever made for an organization, and the amount of
+    /// succeeded or pending ones at or after `since`.
+    async fn autocharge_stats(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(u64, i64)>;
     /// Records a notification once per reference; `true` if it is new.
     async fn add_notification(
         &self,

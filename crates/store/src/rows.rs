@@ -134,6 +134,32 @@ pub struct AccountRow {
     pub budget: Option<i64>,
     /// Percentages of the budget that record a notification when crossed.
     pub budget_thresholds: Vec<u8>,
+    /// Automatic top-ups.
+    pub autocharge: AutochargeSettings,
+    /// A payment needs the customer's action (e.g. 3-D Secure); writes are
+    /// restricted until it is resolved.
+    pub payment_action_required: bool,
+}
+
+/// Automatic top-up settings and state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AutochargeSettings {
+    /// On or off.
+    pub enabled: bool,
+    /// Top up when a charge leaves the balance below this, micro-units.
+    pub threshold: i64,
+    /// How much to add each time, micro-units.
+    pub amount: i64,
+    /// At most this much per calendar month (UTC), micro-units.
+    pub monthly_cap: Option<i64>,
+    /// The provider's customer id (Stripe `cus_…`).
+    pub customer: Option<String>,
+    /// The saved payment method (Stripe `pm_…`).
+    pub payment_method: Option<String>,
+    /// Consecutive failed attempts.
+    pub failures: u32,
+    /// Why it turned itself off, if it did.
+    pub disabled_reason: Option<String>,
 }
 
 /// The kind of a ledger entry.

@@ -1,9 +1,9 @@
 //! The embedded backend: SQLite in one file.
 
 use crate::{
-    AccountRow, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin, KeyRow, NewEntry, OrgRow,
-    Posted, Store, StoreError, StoreResult, StoredResponse, UsageRow, key_status_text,
-    org_status_text,
+    AccountRow, AutochargeSettings, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin, KeyRow,
+    NewEntry, OrgRow, Posted, Store, StoreError, StoreResult, StoredResponse, UsageRow,
+    key_status_text, org_status_text,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -193,6 +193,8 @@ fn default_account(org: &OrgId) -> AccountRow {
         daily_spend_limit: None,
         budget: None,
         budget_thresholds: vec![70, 85, 95],
+        autocharge: AutochargeSettings::default(),
+        payment_action_required: false,
     }
 }
 
@@ -206,6 +208,33 @@ fn account_from_row(row: &SqliteRow) -> StoreResult<AccountRow> {
         budget: row.try_get("budget")?,
         budget_thresholds: serde_json::from_str(thresholds)
             .map_err(|e| corrupt("thresholds", e))?,
+        autocharge: AutochargeSettings {
+            enabled: row.try_get::<i64, _>("autocharge_enabled")? != 0,
+            threshold: row.try_get("autocharge_threshold")?,
+            amount: row.try_get("autocharge_amount")?,
+            monthly_cap: row.try_get("autocharge_monthly_cap")?,
+            customer: row.try_get("payment_customer")?,
+            payment_method: row.try_get("payment_method")?,
+            failures: u32::try_from(row.try_get::<i64, _>("autocharge_failures")?).unwrap_or(0),
+            disabled_reason: row.try_get("autocharge_disabled_reason")?,
+        },
+        payment_action_required: row.try_get::<i64, _>("payment_action_required")? != 0,
+    })
+}
+
+fn entry_from_row(row: &SqliteRow) -> StoreResult<EntryRow> {
+    let kind: &str = row.try_get("kind")?;
+    Ok(EntryRow {
+        id: row.try_get("id")?,
+        balance_after: row.try_get("balance_after")?,
+        entry: NewEntry {
+            org_id: OrgId::from_stored(row.try_get("org_id")?),
+            kind: EntryKind::parse(kind).ok_or_else(|| corrupt("ledger kind", kind))?,
+            amount: row.try_get("amount")?,
+            reference: row.try_get("reference")?,
+            detail: row.try_get("detail")?,
+            created_at: UnixMillis(row.try_get("created_at")?),
+        },
     })
 }
 
@@ -617,17 +646,38 @@ impl Store for SqliteStore {
         let thresholds =
             serde_json::to_string(&a.budget_thresholds).map_err(|e| corrupt("thresholds", e))?;
         query(
-            "INSERT INTO accounts (org_id, credit_limit, daily_spend_limit, budget, budget_thresholds, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
+            "INSERT INTO accounts (org_id, credit_limit, daily_spend_limit, budget, budget_thresholds, \
+                 autocharge_enabled, autocharge_threshold, autocharge_amount, autocharge_monthly_cap, \
+                 payment_customer, payment_method, autocharge_failures, autocharge_disabled_reason, \
+                 payment_action_required, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (org_id) DO UPDATE SET credit_limit = excluded.credit_limit, \
                  daily_spend_limit = excluded.daily_spend_limit, budget = excluded.budget, \
-                 budget_thresholds = excluded.budget_thresholds, updated_at = excluded.updated_at",
+                 budget_thresholds = excluded.budget_thresholds, \
+                 autocharge_enabled = excluded.autocharge_enabled, \
+                 autocharge_threshold = excluded.autocharge_threshold, \
+                 autocharge_amount = excluded.autocharge_amount, \
+                 autocharge_monthly_cap = excluded.autocharge_monthly_cap, \
+                 payment_customer = excluded.payment_customer, payment_method = excluded.payment_method, \
+                 autocharge_failures = excluded.autocharge_failures, \
+                 autocharge_disabled_reason = excluded.autocharge_disabled_reason, \
+                 payment_action_required = excluded.payment_action_required, \
+                 updated_at = excluded.updated_at",
         )
         .bind(a.org_id.as_str())
         .bind(a.credit_limit)
         .bind(a.daily_spend_limit)
         .bind(a.budget)
         .bind(thresholds)
+        .bind(i64::from(a.autocharge.enabled))
+        .bind(a.autocharge.threshold)
+        .bind(a.autocharge.amount)
+        .bind(a.autocharge.monthly_cap)
+        .bind(&a.autocharge.customer)
+        .bind(&a.autocharge.payment_method)
+        .bind(i64::from(a.autocharge.failures))
+        .bind(&a.autocharge.disabled_reason)
+        .bind(i64::from(a.payment_action_required))
         .bind(now.0)
         .execute(&self.pool)
         .await?;
@@ -689,23 +739,16 @@ impl Store for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: &str = row.try_get("kind")?;
-                Ok(EntryRow {
-                    id: row.try_get("id")?,
-                    balance_after: row.try_get("balance_after")?,
-                    entry: NewEntry {
-                        org_id: OrgId::from_stored(row.try_get("org_id")?),
-                        kind: EntryKind::parse(kind).ok_or_else(|| corrupt("ledger kind", kind))?,
-                        amount: row.try_get("amount")?,
-                        reference: row.try_get("reference")?,
-                        detail: row.try_get("detail")?,
-                        created_at: UnixMillis(row.try_get("created_at")?),
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn find_entry(&self, org: &OrgId, reference: &str) -> StoreResult<Option<EntryRow>> {
+        let row = query("SELECT * FROM ledger WHERE org_id = ? AND reference = ?")
+            .bind(org.as_str())
+            .bind(reference)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(entry_from_row).transpose()
     }
 
     async fn sums_since(
@@ -756,6 +799,62 @@ impl Store for SqliteStore {
                 unit("compute_ms")?,
                 unit("bytes_out")?,
             ],
+        ))
+    }
+
+    async fn autocharge_begin(
+        &self,
+        org: &OrgId,
+        key: &str,
+        amount: i64,
+        now: UnixMillis,
+    ) -> StoreResult<bool> {
+        let done = query(
+            "INSERT INTO autocharges (idempotency_key, org_id, amount, state, created_at, updated_at) \
+             VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(org.as_str())
+        .bind(amount)
+        .bind(now.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn autocharge_finish(
+        &self,
+        key: &str,
+        state: &str,
+        payment_id: Option<&str>,
+        error: Option<&str>,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        query("UPDATE autocharges SET state = ?, payment_id = ?, error = ?, updated_at = ? WHERE idempotency_key = ?")
+            .bind(state)
+            .bind(payment_id)
+            .bind(error)
+            .bind(now.0)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn autocharge_stats(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(u64, i64)> {
+        let row = query(
+            "SELECT COUNT(*) AS attempts, \
+               COALESCE(SUM(CASE WHEN state IN ('pending', 'succeeded') AND created_at >= ? THEN amount ELSE 0 END), 0) AS recent \
+             FROM autocharges WHERE org_id = ?",
+        )
+        .bind(since.0)
+        .bind(org.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            u64::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+            row.try_get("recent")?,
         ))
     }
 

@@ -183,6 +183,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/keys/{id}/quotas", put(limits::set_key_quotas))
         .route("/orgs/{id}/balance", get(money::balance))
         .route("/orgs/{id}/account", put(money::set_account))
+        .route("/orgs/{id}/autocharge", put(money::set_autocharge))
         .route("/orgs/{id}/top-ups", post(money::top_up))
         .route("/orgs/{id}/adjustments", post(money::adjust))
         .route("/orgs/{id}/ledger", get(money::ledger))

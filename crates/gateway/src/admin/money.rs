@@ -36,6 +36,9 @@ pub(crate) struct BalanceView {
     read_only: bool,
     cycle_start: Option<String>,
     cycle_end: Option<String>,
+    autocharge: Value,
+    /// An automatic top-up needs the customer's action: writes are refused.
+    payment_action_required: bool,
 }
 
 pub(crate) async fn balance(
@@ -69,7 +72,98 @@ pub(crate) async fn balance(
             .is_some_and(|b| account.cycle_spent >= b),
         cycle_start: cycle.map(|c| c.start.to_rfc3339()),
         cycle_end: cycle.map(|c| c.end.to_rfc3339()),
+        autocharge: autocharge_view(&account.settings.autocharge),
+        payment_action_required: account.settings.payment_action_required,
     }))
+}
+
+fn autocharge_view(a: &tollgate_store::AutochargeSettings) -> Value {
+    serde_json::json!({
+        "enabled": a.enabled,
+        "threshold_micros": a.threshold,
+        "amount_micros": a.amount,
+        "monthly_cap_micros": a.monthly_cap,
+        "customer": a.customer,
+        "payment_method": a.payment_method,
+        "consecutive_failures": a.failures,
+        "disabled_reason": a.disabled_reason,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AutochargeBody {
+    enabled: bool,
+    #[serde(default)]
+    threshold_micros: Option<i64>,
+    #[serde(default)]
+    amount_micros: Option<i64>,
+    /// Absent keeps, null clears.
+    #[serde(default)]
+    monthly_cap_micros: Option<Value>,
+    #[serde(default)]
+    customer: Option<String>,
+    #[serde(default)]
+    payment_method: Option<String>,
+    /// Set false once the customer completed the payment's action.
+    #[serde(default)]
+    payment_action_required: Option<bool>,
+}
+
+pub(crate) async fn set_autocharge(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<AutochargeBody>, JsonRejection>,
+) -> AdminResult<Json<BalanceView>> {
+    let org_id = parse_org_id(&id)?;
+    let Json(body) = body?;
+    found_org(state.store.get_org(&org_id).await?, &org_id)?;
+    let mut account = state.store.get_account(&org_id).await?;
+    let auto = &mut account.autocharge;
+    if let Some(threshold) = body.threshold_micros {
+        auto.threshold = threshold;
+    }
+    if let Some(amount) = body.amount_micros {
+        if amount <= 0 || amount % crate::payments::MICROS_PER_MINOR_UNIT != 0 {
+            return Err(AdminError::invalid(
+                "amount_micros must be a positive whole number of cents (a multiple of 10000)",
+            ));
+        }
+        auto.amount = amount;
+    }
+    auto.monthly_cap = nullable_amount(
+        "monthly_cap_micros",
+        body.monthly_cap_micros,
+        auto.monthly_cap,
+    )?;
+    if let Some(customer) = body.customer {
+        auto.customer = Some(customer);
+    }
+    if let Some(method) = body.payment_method {
+        auto.payment_method = Some(method);
+        // A new payment method resolves a payment that needed action.
+        account.payment_action_required = false;
+    }
+    if let Some(required) = body.payment_action_required {
+        account.payment_action_required = required;
+    }
+    let auto = &mut account.autocharge;
+    if body.enabled {
+        if auto.amount <= 0 || auto.customer.is_none() || auto.payment_method.is_none() {
+            return Err(AdminError::invalid(
+                "enabling autocharge needs amount_micros, customer and payment_method",
+            ));
+        }
+        // Turning it on again starts the failure count afresh.
+        auto.failures = 0;
+        auto.disabled_reason = None;
+    }
+    auto.enabled = body.enabled;
+    let now = state.clock.now();
+    let saved = state.store.set_account_settings(&account, now).await?;
+    state.accounts.set_settings(saved, now);
+    tracing::info!(%org_id, enabled = body.enabled, "autocharge settings changed");
+    balance(State(state), Path(id)).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,11 +324,11 @@ async fn post_money(
         state.accounts.posted(&org_id, *balance_after, now);
         tracing::info!(%org_id, kind = kind.as_str(), amount = body.amount_micros, "ledger entry posted");
     }
-    let entries = state.store.list_entries(&org_id, 0, u32::MAX).await?;
-    let view = entries
-        .iter()
-        .rev()
-        .find(|e| e.entry.reference == reference)
+    let view = state
+        .store
+        .find_entry(&org_id, &reference)
+        .await?
+        .as_ref()
         .map(EntryView::from);
     let status = if written {
         StatusCode::CREATED

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod stripe;
+
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -1,0 +1,239 @@
+//! Automatic top-ups. When a settlement leaves an organization's balance
+//! below its threshold, the request path hands the organization to the
+//! [`Autocharger`], which (at most one attempt in flight per organization,
+//! never past the monthly cap) records the attempt and its idempotency key,
+//! charges the saved payment method through the [`PaymentProvider`], and
+//! writes the ledger credit last, with the same key as its reference, only
+//! when the payment succeeded. A retry can therefore never charge twice nor
+//! credit twice. Failures are counted; after `max_consecutive_failures` the
+//! autocharge turns itself off and says so in a notification. A payment that
+//! needs the customer's action restricts write routes until it is resolved.
+
+use crate::Clock;
+use crate::accounts::Accounts;
+use crate::payments::{ChargeOutcome, ChargeRequest, PaymentProvider};
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tollgate_core::cycle::monthly_cycle;
+use tollgate_core::ids::OrgId;
+use tollgate_core::time::UnixMillis;
+use tollgate_store::{AccountRow, EntryKind, NewEntry, Posted, Store, StoreResult};
+
+/// Runs automatic top-ups.
+pub struct Autocharger {
+    provider: Option<Arc<dyn PaymentProvider>>,
+    store: Arc<dyn Store>,
+    accounts: Arc<Accounts>,
+    clock: Arc<dyn Clock>,
+    currency: String,
+    max_failures: u32,
+    in_flight: Mutex<HashSet<OrgId>>,
+}
+
+impl std::fmt::Debug for Autocharger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Autocharger")
+            .field("currency", &self.currency)
+            .finish()
+    }
+}
+
+impl Autocharger {
+    /// An autocharger; without a provider, top-ups are never attempted.
+    pub fn new(
+        provider: Option<Arc<dyn PaymentProvider>>,
+        store: Arc<dyn Store>,
+        accounts: Arc<Accounts>,
+        clock: Arc<dyn Clock>,
+        currency: String,
+        max_failures: u32,
+    ) -> Self {
+        Autocharger {
+            provider,
+            store,
+            accounts,
+            clock,
+            currency,
+            max_failures,
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Called after each settlement: starts a top-up if the balance fell
+    /// below the threshold and none is in flight. Returns at once.
+    pub fn after_charge(self: &Arc<Self>, org: &OrgId, settings: &AccountRow, balance_after: i64) {
+        let auto = &settings.autocharge;
+        if self.provider.is_none()
+            || !auto.enabled
+            || settings.payment_action_required
+            || balance_after >= auto.threshold
+        {
+            return;
+        }
+        if !self.in_flight.lock().insert(org.clone()) {
+            return;
+        }
+        let this = Arc::clone(self);
+        let org = org.clone();
+        tokio::spawn(async move {
+            if let Err(error) = this.run(&org).await {
+                tracing::error!(%error, org_id = %org, "autocharge failed to run");
+            }
+            this.in_flight.lock().remove(&org);
+        });
+    }
+
+    async fn notify(
+        &self,
+        org: &OrgId,
+        kind: &str,
+        reference: &str,
+        detail: serde_json::Value,
+    ) -> StoreResult<()> {
+        self.store
+            .add_notification(org, kind, reference, &detail.to_string(), self.clock.now())
+            .await
+            .map(|_| ())
+    }
+
+    async fn run(&self, org: &OrgId) -> StoreResult<()> {
+        let Some(provider) = &self.provider else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let mut account = self.store.get_account(org).await?;
+        let auto = account.autocharge.clone();
+        // Re-check against the stored truth.
+        if !auto.enabled
+            || account.payment_action_required
+            || account.balance >= auto.threshold
+            || auto.amount <= 0
+        {
+            return Ok(());
+        }
+        let (Some(customer), Some(payment_method)) =
+            (auto.customer.clone(), auto.payment_method.clone())
+        else {
+            return Ok(());
+        };
+        let month = monthly_cycle(UnixMillis(0), now);
+        let (attempts, this_month) = self.store.autocharge_stats(org, month.start).await?;
+        if auto
+            .monthly_cap
+            .is_some_and(|cap| this_month + auto.amount > cap)
+        {
+            let reference = format!("autocharge_cap:{}", month.start.0);
+            self.notify(org, "autocharge_cap_reached", &reference, serde_json::json!({"monthly_cap_micros": auto.monthly_cap, "this_month_micros": this_month})).await?;
+            return Ok(());
+        }
+        // The key is the attempt's sequence number: a crashed attempt is
+        // retried under the same key, so the provider charges once.
+        let key = format!("autocharge:{org}:{}", attempts + 1);
+        self.store
+            .autocharge_begin(org, &key, auto.amount, now)
+            .await?;
+        let request = ChargeRequest {
+            customer,
+            payment_method,
+            amount_micros: auto.amount,
+            currency: self.currency.clone(),
+            idempotency_key: key.clone(),
+            description: format!("tollgate automatic top-up for {org}"),
+        };
+        let outcome = provider.charge(&request).await;
+        let now = self.clock.now();
+        match outcome {
+            Ok(ChargeOutcome::Succeeded(payment_id)) => {
+                let posted = self
+                    .store
+                    .post_entries(&[NewEntry {
+                        org_id: org.clone(),
+                        kind: EntryKind::Autocharge,
+                        amount: auto.amount,
+                        reference: key.clone(),
+                        detail: serde_json::json!({ "payment_id": payment_id }).to_string(),
+                        created_at: now,
+                    }])
+                    .await?;
+                self.store
+                    .autocharge_finish(&key, "succeeded", Some(&payment_id), None, now)
+                    .await?;
+                if let Some(Posted::Written { balance_after }) = posted.first() {
+                    self.accounts.posted(org, *balance_after, now);
+                }
+                if account.autocharge.failures > 0 {
+                    account.autocharge.failures = 0;
+                    self.save(&account, now).await?;
+                }
+                tracing::info!(org_id = %org, amount = auto.amount, "autocharge succeeded");
+            }
+            Ok(ChargeOutcome::RequiresAction(payment_id)) => {
+                self.store
+                    .autocharge_finish(
+                        &key,
+                        "requires_action",
+                        payment_id.as_deref(),
+                        Some("authentication_required"),
+                        now,
+                    )
+                    .await?;
+                account.payment_action_required = true;
+                self.save(&account, now).await?;
+                self.notify(
+                    org,
+                    "payment_action_required",
+                    &key,
+                    serde_json::json!({"payment_id": payment_id, "amount_micros": auto.amount}),
+                )
+                .await?;
+                tracing::warn!(org_id = %org, "autocharge needs the customer's action; writes restricted");
+            }
+            Ok(ChargeOutcome::Declined(reason)) => {
+                self.failed(org, &mut account, &key, &reason, now).await?
+            }
+            Err(error) => {
+                self.failed(org, &mut account, &key, &error.to_string(), now)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn failed(
+        &self,
+        org: &OrgId,
+        account: &mut AccountRow,
+        key: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        self.store
+            .autocharge_finish(key, "failed", None, Some(reason), now)
+            .await?;
+        account.autocharge.failures += 1;
+        self.notify(org, "autocharge_failed", key, serde_json::json!({"reason": reason, "consecutive_failures": account.autocharge.failures})).await?;
+        if account.autocharge.failures >= self.max_failures {
+            account.autocharge.enabled = false;
+            account.autocharge.disabled_reason = Some(format!(
+                "{} consecutive failures, the last: {reason}",
+                account.autocharge.failures
+            ));
+            self.notify(
+                org,
+                "autocharge_disabled",
+                &format!("{key}:disabled"),
+                serde_json::json!({"reason": account.autocharge.disabled_reason}),
+            )
+            .await?;
+            tracing::warn!(org_id = %org, "autocharge disabled after repeated failures");
+        }
+        self.save(account, now).await
+    }
+
+    async fn save(&self, account: &AccountRow, now: UnixMillis) -> StoreResult<()> {
+        let saved = self.store.set_account_settings(account, now).await?;
+        self.accounts.set_settings(saved, now);
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! Automatic top-ups against a fake Stripe that follows the PaymentIntents
+//! API shape: one that succeeds, declines that turn autocharge off after
+//! three failures, and a payment that needs authentication, which restricts
+//! writes until it is resolved.
+
+mod common;
+
+use common::{TestGateway, expect_problem, stripe};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tollgate_gateway::config::PlanConfig;
+
+async fn gateway(stripe_addr: std::net::SocketAddr) -> TestGateway {
+    TestGateway::start_with(move |config| {
+        let plan: PlanConfig =
+            toml::from_str("[prices.request]\ntiers = [{ micros = 1000 }]\n").expect("plan");
+        config.plans.insert("perreq".into(), plan);
+        config.payments.stripe_api_base = format!("http://{stripe_addr}");
+        config.payments.stripe_secret_key = Some("sk_test_fake_000".into());
+    })
+    .await
+}
+
+async fn org_with_autocharge(gw: &TestGateway, payment_method: &str) -> (String, String) {
+    let org = gw.create_org(Some("perreq")).await;
+    gw.admin_call(
+        Method::PUT,
+        &format!("/orgs/{org}/pay-as-you-go"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    let (status, _) = gw
+        .admin_call(
+            Method::POST,
+            &format!("/orgs/{org}/top-ups"),
+            Some(json!({"amount_micros": 3000})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/orgs/{org}/autocharge"),
+            Some(json!({"enabled": true, "threshold_micros": 2500, "amount_micros": 1_000_000, "customer": "cus_test1", "payment_method": payment_method})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, key) = gw.create_key(&org, json!({"name": "bot"})).await;
+    (org, key)
+}
+
+async fn wait_for(gw: &TestGateway, org: &str, what: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let (_, balance) = gw
+            .admin_call(Method::GET, &format!("/orgs/{org}/balance"), None)
+            .await;
+        if what(&balance) {
+            return balance;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached for {org}");
+}
+
+async fn notifications(gw: &TestGateway, org: &str) -> Vec<String> {
+    let (_, notes) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/notifications"), None)
+        .await;
+    notes["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|n| n["kind"].as_str().expect("kind").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_charge_below_the_threshold_tops_up_once() {
+    let (fake, addr) = stripe::start().await;
+    let gw = gateway(addr).await;
+    let (org, key) = org_with_autocharge(&gw, "pm_card_visa").await;
+    assert_eq!(
+        gw.get("/v1/ticker", Some(&key)).await.status(),
+        200,
+        "3000 - 1000 = 2000 < 2500"
+    );
+    let balance = wait_for(&gw, &org, |b| b["balance_micros"] == 1_002_000).await;
+    assert_eq!(balance["autocharge"]["consecutive_failures"], 0);
+    let calls = fake.calls.lock().clone();
+    assert_eq!(
+        calls.len(),
+        1,
+        "one top-up in flight at a time, and one was needed"
+    );
+    let call = &calls[0];
+    assert_eq!(
+        call.idempotency_key.as_deref(),
+        Some(format!("autocharge:{org}:1").as_str())
+    );
+    for (param, value) in [
+        ("amount", "100"),
+        ("currency", "usd"),
+        ("customer", "cus_test1"),
+        ("payment_method", "pm_card_visa"),
+        ("confirm", "true"),
+        ("off_session", "true"),
+    ] {
+        assert_eq!(
+            call.params.get(param).map(String::as_str),
+            Some(value),
+            "{param}"
+        );
+    }
+    let (_, ledger) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
+        .await;
+    let autocharge = ledger["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|e| e["kind"] == "autocharge")
+        .cloned()
+        .expect("entry");
+    assert_eq!(autocharge["amount_micros"], 1_000_000);
+    assert_eq!(autocharge["reference"], format!("autocharge:{org}:1"));
+    assert_eq!(autocharge["detail"]["payment_id"], "pi_fake1");
+    // Above the threshold again: no more top-ups.
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fake.calls.lock().len(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn declines_are_counted_and_turn_autocharge_off_after_three() {
+    let (fake, addr) = stripe::start().await;
+    let gw = gateway(addr).await;
+    let (org, key) = org_with_autocharge(&gw, "pm_card_chargeDeclined").await;
+    for attempt in 1..=3u64 {
+        assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+        wait_for(&gw, &org, |b| {
+            b["autocharge"]["consecutive_failures"] == attempt
+        })
+        .await;
+    }
+    let balance = wait_for(&gw, &org, |b| b["autocharge"]["enabled"] == false).await;
+    assert!(
+        balance["autocharge"]["disabled_reason"]
+            .as_str()
+            .expect("reason")
+            .contains("generic_decline"),
+        "{balance}"
+    );
+    assert_eq!(
+        balance["balance_micros"], 0,
+        "no credit for a declined payment"
+    );
+    let kinds = notifications(&gw, &org).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "autocharge_failed").count(),
+        3
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "autocharge_disabled").count(),
+        1
+    );
+    let keys: Vec<Option<String>> = fake
+        .calls
+        .lock()
+        .iter()
+        .map(|c| c.idempotency_key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        (1..=3)
+            .map(|n| Some(format!("autocharge:{org}:{n}")))
+            .collect::<Vec<_>>(),
+        "a new key per attempt"
+    );
+    // Off now: the account falls to its standing rules.
+    expect_problem(
+        gw.get("/v1/ticker", Some(&key)).await,
+        402,
+        "payment_required",
+    )
+    .await;
+    assert_eq!(fake.calls.lock().len(), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_that_needs_authentication_restricts_writes_until_resolved() {
+    let (_fake, addr) = stripe::start().await;
+    let gw = gateway(addr).await;
+    let (org, key) = org_with_autocharge(&gw, "pm_card_authenticationRequired").await;
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    wait_for(&gw, &org, |b| b["payment_action_required"] == true).await;
+    assert!(
+        notifications(&gw, &org)
+            .await
+            .contains(&"payment_action_required".to_owned())
+    );
+    let write = || {
+        gw.http
+            .post(gw.url("/v1/orders"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", "after-sca")
+            .json(&json!({}))
+            .send()
+    };
+    expect_problem(write().await.expect("req"), 402, "payment_action_required").await;
+    assert_eq!(
+        gw.get("/v1/ticker", Some(&key)).await.status(),
+        200,
+        "reads pass"
+    );
+    // A new payment method resolves it.
+    let (status, _) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/orgs/{org}/autocharge"),
+            Some(json!({"enabled": true, "payment_method": "pm_card_visa"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(write().await.expect("req").status(), 200);
+    gw.stop().await;
+}

@@ -1,0 +1,220 @@
+//! A fake of Stripe's `POST /v1/payment_intents`, following Stripe's
+//! documented request and response shapes: form-encoded body, `Bearer
+//! sk_test_…`, a `Request-Id` on every answer, `{"error": {type, code,
+//! message, param, decline_code, payment_intent}}` on failure, and
+//! idempotency keys (same key and parameters: the first answer replayed with
+//! `Idempotent-Replayed: true`; same key, other parameters: 400
+//! `idempotency_error`). Test payment methods: `pm_card_visa` succeeds,
+//! `pm_card_chargeDeclined` is declined, `pm_card_authenticationRequired`
+//! needs authentication.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One call the fake received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub idempotency_key: Option<String>,
+    pub params: HashMap<String, String>,
+}
+
+/// A stored first answer: the parameters it was for, its status and body.
+type Stored = (HashMap<String, String>, u16, Value);
+
+#[derive(Clone, Default)]
+pub struct FakeStripe {
+    pub calls: Arc<Mutex<Vec<Call>>>,
+    /// Idempotency key -> (params, status, body).
+    stored: Arc<Mutex<HashMap<String, Stored>>>,
+    sequence: Arc<Mutex<u64>>,
+}
+
+fn error(status: StatusCode, kind: &str, code: &str, message: &str, extra: Value) -> (u16, Value) {
+    let mut body = json!({"error": {"type": kind, "code": code, "message": message, "doc_url": format!("https://stripe.com/docs/error-codes/{code}")}});
+    if let (Some(map), Some(extra)) = (body["error"].as_object_mut(), extra.as_object()) {
+        map.extend(extra.clone());
+    }
+    (status.as_u16(), body)
+}
+
+async fn payment_intents(
+    State(fake): State<FakeStripe>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let request_id = {
+        let mut n = fake.sequence.lock();
+        *n += 1;
+        format!("req_fake{:010}", *n)
+    };
+    let params: HashMap<String, String> = form_urlencoded_pairs(&body);
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    fake.calls.lock().push(Call {
+        idempotency_key: key.clone(),
+        params: params.clone(),
+    });
+    let answer = |status: u16, body: Value, replayed: bool| {
+        let mut response = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            axum::Json(body),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert("request-id", request_id.parse().expect("id"));
+        if replayed {
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", "true".parse().expect("value"));
+        }
+        response
+    };
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer sk_test_"));
+    if !authorized {
+        let (status, body) = error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "api_key_invalid",
+            "Invalid API Key provided",
+            json!({}),
+        );
+        return answer(status, body, false);
+    }
+    if let Some(key) = &key
+        && let Some((stored_params, status, body)) = fake.stored.lock().get(key).cloned()
+    {
+        if stored_params != params {
+            let (status, body) = error(
+                StatusCode::BAD_REQUEST,
+                "idempotency_error",
+                "idempotency_key_in_use",
+                "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                json!({}),
+            );
+            return answer(status, body, false);
+        }
+        return answer(status, body, true);
+    }
+    let (status, body) = decide(&params, &fake);
+    if let Some(key) = key {
+        fake.stored
+            .lock()
+            .insert(key, (params, status, body.clone()));
+    }
+    answer(status, body, false)
+}
+
+fn decide(params: &HashMap<String, String>, fake: &FakeStripe) -> (u16, Value) {
+    for required in ["amount", "currency", "customer", "payment_method"] {
+        if !params.contains_key(required) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_missing",
+                &format!("Missing required param: {required}."),
+                json!({"param": required}),
+            );
+        }
+    }
+    let Some(amount) = params["amount"].parse::<i64>().ok().filter(|a| *a >= 50) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "amount_too_small",
+            "Amount must be at least 50 cents",
+            json!({"param": "amount"}),
+        );
+    };
+    if params.get("confirm").map(String::as_str) != Some("true")
+        || params.get("off_session").map(String::as_str) != Some("true")
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "parameter_invalid",
+            "an off-session top-up needs confirm=true and off_session=true",
+            json!({}),
+        );
+    }
+    let id = format!("pi_fake{}", fake.calls.lock().len());
+    let intent = |status: &str| json!({"id": id, "object": "payment_intent", "amount": amount, "currency": params["currency"], "customer": params["customer"], "payment_method": params["payment_method"], "status": status});
+    match params["payment_method"].as_str() {
+        "pm_card_visa" => (200, intent("succeeded")),
+        "pm_card_chargeDeclined" => error(
+            StatusCode::PAYMENT_REQUIRED,
+            "card_error",
+            "card_declined",
+            "Your card was declined.",
+            json!({"decline_code": "generic_decline", "payment_intent": intent("requires_payment_method")}),
+        ),
+        "pm_card_authenticationRequired" => error(
+            StatusCode::PAYMENT_REQUIRED,
+            "card_error",
+            "authentication_required",
+            "This payment requires authentication.",
+            json!({"payment_intent": intent("requires_action")}),
+        ),
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "resource_missing",
+            "No such PaymentMethod",
+            json!({"param": "payment_method"}),
+        ),
+    }
+}
+
+fn form_urlencoded_pairs(body: &str) -> HashMap<String, String> {
+    fn decode(text: &str) -> String {
+        let bytes = text.replace('+', " ").into_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                if let Ok(b) = u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    body.split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once('=').map(|(k, v)| (decode(k), decode(v))))
+        .collect()
+}
+
+/// Starts the fake on a free loopback port.
+pub async fn start() -> (FakeStripe, SocketAddr) {
+    let fake = FakeStripe::default();
+    let app = axum::Router::new()
+        .route("/v1/payment_intents", axum::routing::post(payment_intents))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (fake, addr)
+}

@@ -31,7 +31,7 @@ use tollgate_core::access::{KeyStatus, OrgStatus};
 use tollgate_core::api_key::{self, SecretHash};
 use tollgate_core::ids::{KeyId, OrgId};
 use tollgate_gateway::{Clock, Config, Listeners, SystemClock};
-use tollgate_store::{KeyRow, OrgRow, SqliteStore};
+use tollgate_store::{KeyRow, OrgRow, SqliteStore, Store as _};
 
 const WRK_SCRIPT: &str = include_str!("wrk.lua");
 const ADMIN_TOKEN: &str = "bench-admin-token-000000000000";
@@ -349,7 +349,7 @@ fn seed(db: &Path, orgs: usize, keys: usize) -> anyhow::Result<Vec<String>> {
                 status: OrgStatus::Active,
                 plan: Some("bench".into()),
                 cycle_anchor: Some(now),
-                pay_as_you_go: false,
+                pay_as_you_go: true,
                 created_at: now,
                 updated_at: now,
             });
@@ -381,8 +381,32 @@ fn seed(db: &Path, orgs: usize, keys: usize) -> anyhow::Result<Vec<String>> {
             });
         }
         store.insert_many(&org_rows, &key_rows).await?;
+        // Pay-as-you-go accounts with money to spend.
+        let top_ups: Vec<tollgate_store::NewEntry> = org_rows
+            .iter()
+            .map(|org| tollgate_store::NewEntry {
+                org_id: org.id.clone(),
+                kind: tollgate_store::EntryKind::TopUp,
+                amount: 1_000_000_000_000,
+                reference: "top_up:bench".into(),
+                detail: "{}".into(),
+                created_at: now,
+            })
+            .collect();
+        store.post_entries(&top_ups).await?;
         Ok(full)
     })
+}
+
+/// Which pipeline stages a gateway runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stages {
+    /// Buckets, quotas, and pay-as-you-go charges in the ledger (strict).
+    Full,
+    /// The same with the ledger in relaxed durability.
+    Relaxed,
+    /// Neither limits nor prices: key and org checks only.
+    AuthOnly,
 }
 
 fn gateway_config(
@@ -390,21 +414,28 @@ fn gateway_config(
     name: &str,
     db: &Path,
     upstream: SocketAddr,
-    throttle: bool,
+    stages: Stages,
 ) -> anyhow::Result<PathBuf> {
-    let limits = if throttle {
-        "default_rate_class = \"standard\"\n\
-         org_rate = { rate = 10000000, burst = 20000000 }\n\
-         rate_classes.standard = { rate = 10000000, burst = 20000000 }\n\
-         quotas = { request = 1000000000000, bytes_out = 1000000000000000 }\n"
+    let limits = match stages {
+        Stages::AuthOnly => "",
+        Stages::Full | Stages::Relaxed => {
+            "default_rate_class = \"standard\"\n\
+             org_rate = { rate = 10000000, burst = 20000000 }\n\
+             rate_classes.standard = { rate = 10000000, burst = 20000000 }\n\
+             quotas = { request = 1000000000000, bytes_out = 1000000000000000 }\n\
+             prices.request = { tiers = [{ micros = 100 }] }\n"
+        }
+    };
+    let durability = if stages == Stages::Relaxed {
+        "relaxed"
     } else {
-        ""
+        "strict"
     };
     let text = format!(
         "[ingress]\nlisten = \"127.0.0.1:0\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n\
          [upstream]\nurl = \"http://{upstream}\"\n\
-         [store]\nsqlite_path = \"{db}\"\n\
+         [store]\nsqlite_path = \"{db}\"\ndurability = \"{durability}\"\n\
          [products.market-data]\n\
          [plans.bench]\n{limits}\
          [[routes]]\npath = \"/v1/ticker\"\nmethods = [\"GET\"]\nproduct = \"market-data\"\nclass = \"read\"\n",
@@ -631,8 +662,16 @@ fn bench(mut cli: Cli) -> anyhow::Result<()> {
     let upstream = spawn_part(&["upstream"])?;
     let nginx = start_nginx(dir.path(), upstream.addr, cli.workers)?;
     let workers = cli.workers.to_string();
-    let full_config = gateway_config(dir.path(), "full", &db, upstream.addr, true)?;
-    let bare_config = gateway_config(dir.path(), "no-throttle", &db, upstream.addr, false)?;
+    let full_config = gateway_config(dir.path(), "full", &db, upstream.addr, Stages::Full)?;
+    let bare_config = gateway_config(
+        dir.path(),
+        "auth-only",
+        &db,
+        upstream.addr,
+        Stages::AuthOnly,
+    )?;
+    let relaxed_config =
+        gateway_config(dir.path(), "relaxed", &db, upstream.addr, Stages::Relaxed)?;
 
     let mut results: Vec<TargetResult> = Vec::new();
     let mut measure =
@@ -676,6 +715,20 @@ fn bench(mut cli: Cli) -> anyhow::Result<()> {
     ])?;
     let full_sample = measure("tollgate", full.addr, Some(&full))?;
     {
+        let relaxed = spawn_part(&[
+            "gateway",
+            "--config",
+            relaxed_config.to_str().context("path")?,
+            "--workers",
+            &workers,
+        ])?;
+        measure(
+            "tollgate-ledger-relaxed-durability",
+            relaxed.addr,
+            Some(&relaxed),
+        )?;
+    }
+    {
         let bare = spawn_part(&[
             "gateway",
             "--config",
@@ -683,11 +736,7 @@ fn bench(mut cli: Cli) -> anyhow::Result<()> {
             "--workers",
             &workers,
         ])?;
-        measure(
-            "tollgate-without-throttle-and-quotas",
-            bare.addr,
-            Some(&bare),
-        )?;
+        measure("tollgate-auth-only", bare.addr, Some(&bare))?;
     }
     let direct_rps = results[0].closed_loop.rps;
     let nginx_rps = results[1].closed_loop.rps;
@@ -745,7 +794,7 @@ fn bench(mut cli: Cli) -> anyhow::Result<()> {
     let large_keys = seed(&large_db, cli.large_orgs, cli.large_keys)?;
     let large_keys_file = dir.path().join("large-keys.txt");
     std::fs::write(&large_keys_file, large_keys.join("\n") + "\n")?;
-    let large_config = gateway_config(dir.path(), "large", &large_db, upstream.addr, true)?;
+    let large_config = gateway_config(dir.path(), "large", &large_db, upstream.addr, Stages::Full)?;
     let large = spawn_part(&[
         "gateway",
         "--config",

@@ -121,6 +121,8 @@ pub struct Settled {
     pub crossed: Vec<u8>,
     /// The cycle it was charged in.
     pub cycle: Period,
+    /// The balance after the charge, as this node knows it.
+    pub balance: i64,
 }
 
 /// Every organization's money state.
@@ -326,6 +328,7 @@ impl Accounts {
             charge,
             crossed,
             cycle: state.cycle.unwrap_or_else(|| monthly_cycle(anchor, now)),
+            balance: state.standing.balance.0,
         }
     }
 

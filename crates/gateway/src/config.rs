@@ -178,6 +178,22 @@ pub struct StoreConfig {
     pub sqlite_path: PathBuf,
     /// Cycle usage counters are written to the store this often.
     pub usage_flush_ms: u64,
+    /// `strict` (the default): a request's charge is durable before its
+    /// answer is released. `relaxed`: the answer does not wait for the
+    /// write, which saves its latency but can lose charges of answers sent
+    /// just before a crash.
+    pub durability: Durability,
+}
+
+/// When a charge must be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Before the answer is released.
+    #[default]
+    Strict,
+    /// Soon after; the answer does not wait.
+    Relaxed,
 }
 
 impl Default for StoreConfig {
@@ -185,6 +201,7 @@ impl Default for StoreConfig {
         StoreConfig {
             sqlite_path: PathBuf::from("tollgate.db"),
             usage_flush_ms: 1_000,
+            durability: Durability::Strict,
         }
     }
 }

@@ -37,6 +37,7 @@ pub struct Ingress {
     pub(crate) ledger: LedgerWriter,
     pub(crate) route_max_units: Vec<tollgate_core::meter::MeterCounts>,
     pub(crate) autocharger: Arc<crate::autocharge::Autocharger>,
+    pub(crate) durability: crate::config::Durability,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client: UpstreamClient,
     pub(crate) forward: ForwardSettings,
@@ -381,28 +382,39 @@ impl Ingress {
             detail: detail.to_string(),
             created_at: now,
         };
-        let posted = match self.ledger.post(entry).await {
-            Ok(tollgate_store::Posted::Written { balance_after }) => Some(balance_after),
-            Ok(tollgate_store::Posted::Duplicate) => None,
-            Err(error) => {
-                tracing::error!(%error, request_id, "could not record a charge");
-                self.accounts.unprice(&key.org_id, usage, now);
-                self.accounts.void(&key.org_id, hold, now);
-                return Err(Refusal::new(
-                    tollgate_core::Rejection::StoreUnavailable,
-                    "the charge could not be recorded; retry with the same Idempotency-Key",
-                ));
+        let posted = if self.durability == crate::config::Durability::Relaxed {
+            // store.durability = "relaxed": the answer does not wait for the
+            // write; a failed write is logged.
+            let ledger = self.ledger.clone();
+            let request_id = request_id.to_owned();
+            tokio::spawn(async move {
+                if let Err(error) = ledger.post(entry).await {
+                    tracing::error!(%error, %request_id, "could not record a charge (relaxed durability)");
+                }
+            });
+            None
+        } else {
+            match self.ledger.post(entry).await {
+                Ok(tollgate_store::Posted::Written { balance_after }) => Some(balance_after),
+                Ok(tollgate_store::Posted::Duplicate) => None,
+                Err(error) => {
+                    tracing::error!(%error, request_id, "could not record a charge");
+                    self.accounts.unprice(&key.org_id, usage, now);
+                    self.accounts.void(&key.org_id, hold, now);
+                    return Err(Refusal::new(
+                        tollgate_core::Rejection::StoreUnavailable,
+                        "the charge could not be recorded; retry with the same Idempotency-Key",
+                    ));
+                }
             }
         };
         let settled = self
             .accounts
             .settle(&key.org_id, anchor, hold, charge, posted, now);
-        if let Some(balance) = posted
-            && let Some(settings) = self.accounts.autocharge_due(&key.org_id, balance)
-        {
+        if let Some(settings) = self.accounts.autocharge_due(&key.org_id, settled.balance) {
             // From the request path, not a poll; returns at once.
             self.autocharger
-                .after_charge(&key.org_id, &settings, balance);
+                .after_charge(&key.org_id, &settings, settled.balance);
         }
         for threshold in settled.crossed {
             let reference = format!("budget:{}:{threshold}", settled.cycle.start.0);

@@ -290,6 +290,7 @@ fn build_ingress(
             config.payments.currency.clone(),
             config.payments.max_consecutive_failures,
         )),
+        durability: config.store.durability,
         clock: Arc::clone(clock),
         client,
         forward: ForwardSettings {

@@ -362,6 +362,7 @@ async fn openapi_document_lists_every_admin_path() {
         ("/admin/v1/keys/{id}/quotas", vec!["put"]),
         ("/admin/v1/orgs/{id}/balance", vec!["get"]),
         ("/admin/v1/orgs/{id}/account", vec!["put"]),
+        ("/admin/v1/orgs/{id}/autocharge", vec!["put"]),
         ("/admin/v1/orgs/{id}/top-ups", vec!["post"]),
         ("/admin/v1/orgs/{id}/adjustments", vec!["post"]),
         ("/admin/v1/orgs/{id}/ledger", vec!["get"]),

@@ -458,3 +458,35 @@ async fn a_failed_forward_releases_the_hold_and_priced_requests_count_once() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn relaxed_durability_still_records_every_charge() {
+    let gw = TestGateway::start_with(|config| {
+        config
+            .plans
+            .insert("perreq".into(), toml::from_str(PER_REQUEST).expect("plan"));
+        config.store.durability = tollgate_gateway::config::Durability::Relaxed;
+    })
+    .await;
+    let (org, key) = payg_org(&gw, "perreq").await;
+    top_up(&gw, &org, 10_000).await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    }
+    assert_eq!(
+        balance(&gw, &org).await["balance_micros"],
+        7_000,
+        "the in-memory balance moves at once"
+    );
+    for _ in 0..100 {
+        if ledger_sum(&gw, &org).await == (7_000, 4) {
+            gw.stop().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the charges were not written: {:?}",
+        ledger_sum(&gw, &org).await
+    );
+}

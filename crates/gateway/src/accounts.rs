@@ -414,6 +414,20 @@ impl LedgerWriter {
         LedgerWriter { jobs }
     }
 
+    /// Queues one entry without waiting for it to be written (relaxed
+    /// durability). Waits only while the bounded queue is full, so a writer
+    /// that falls behind slows requests down instead of growing memory.
+    /// A failed write is logged by the writer.
+    pub async fn submit(&self, entry: NewEntry) -> StoreResult<()> {
+        let (done, result) = oneshot::channel();
+        self.jobs
+            .send(Job { entry, done })
+            .await
+            .map_err(|_| StoreError::Corrupt("ledger writer stopped".into()))?;
+        drop(result);
+        Ok(())
+    }
+
     /// Posts one entry; resolves once it is durable.
     pub async fn post(&self, entry: NewEntry) -> StoreResult<Posted> {
         let (done, result) = oneshot::channel();

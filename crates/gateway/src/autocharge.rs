@@ -118,7 +118,15 @@ impl Autocharger {
             return Ok(());
         };
         let month = monthly_cycle(UnixMillis(0), now);
+        let pending = self.store.autocharge_pending(org).await?;
         let (attempts, this_month) = self.store.autocharge_stats(org, month.start).await?;
+        // A pending attempt (a crash, or an answer that never came) already
+        // counts toward the cap: it is retried below, not added.
+        let this_month = if pending.is_some() {
+            this_month - auto.amount
+        } else {
+            this_month
+        };
         if auto
             .monthly_cap
             .is_some_and(|cap| this_month + auto.amount > cap)
@@ -127,12 +135,19 @@ impl Autocharger {
             self.notify(org, "autocharge_cap_reached", &reference, serde_json::json!({"monthly_cap_micros": auto.monthly_cap, "this_month_micros": this_month})).await?;
             return Ok(());
         }
-        // The key is the attempt's sequence number: a crashed attempt is
-        // retried under the same key, so the provider charges once.
-        let key = format!("autocharge:{org}:{}", attempts + 1);
-        self.store
-            .autocharge_begin(org, &key, auto.amount, now)
-            .await?;
+        // The key is the attempt's sequence number. An attempt left pending
+        // (a crash, or an answer that never came) is retried under its own
+        // key, so the provider, which remembers keys, charges at most once.
+        let key = match pending {
+            Some(key) => key,
+            None => {
+                let key = format!("autocharge:{org}:{}", attempts + 1);
+                self.store
+                    .autocharge_begin(org, &key, auto.amount, now)
+                    .await?;
+                key
+            }
+        };
         let request = ChargeRequest {
             customer,
             payment_method,
@@ -193,8 +208,11 @@ impl Autocharger {
                 self.failed(org, &mut account, &key, &reason, now).await?
             }
             Err(error) => {
-                self.failed(org, &mut account, &key, &error.to_string(), now)
-                    .await?
+                // The outcome is unknown: the payment may have gone through.
+                // Keep the attempt pending so the next try reuses its key.
+                self.count_failure(org, &mut account, &key, &error.to_string())
+                    .await?;
+                self.save(&account, now).await?;
             }
         }
         Ok(())
@@ -211,8 +229,20 @@ impl Autocharger {
         self.store
             .autocharge_finish(key, "failed", None, Some(reason), now)
             .await?;
+        self.count_failure(org, account, key, reason).await?;
+        self.save(account, now).await
+    }
+
+    async fn count_failure(
+        &self,
+        org: &OrgId,
+        account: &mut AccountRow,
+        key: &str,
+        reason: &str,
+    ) -> StoreResult<()> {
         account.autocharge.failures += 1;
-        self.notify(org, "autocharge_failed", key, serde_json::json!({"reason": reason, "consecutive_failures": account.autocharge.failures})).await?;
+        let reference = format!("{key}:failure:{}", account.autocharge.failures);
+        self.notify(org, "autocharge_failed", &reference, serde_json::json!({"reason": reason, "consecutive_failures": account.autocharge.failures})).await?;
         if account.autocharge.failures >= self.max_failures {
             account.autocharge.enabled = false;
             account.autocharge.disabled_reason = Some(format!(
@@ -228,7 +258,7 @@ impl Autocharger {
             .await?;
             tracing::warn!(org_id = %org, "autocharge disabled after repeated failures");
         }
-        self.save(account, now).await
+        Ok(())
     }
 
     async fn save(&self, account: &AccountRow, now: UnixMillis) -> StoreResult<()> {

@@ -383,15 +383,11 @@ impl Ingress {
             created_at: now,
         };
         let posted = if self.durability == crate::config::Durability::Relaxed {
-            // store.durability = "relaxed": the answer does not wait for the
-            // write; a failed write is logged.
-            let ledger = self.ledger.clone();
-            let request_id = request_id.to_owned();
-            tokio::spawn(async move {
-                if let Err(error) = ledger.post(entry).await {
-                    tracing::error!(%error, %request_id, "could not record a charge (relaxed durability)");
-                }
-            });
+            // store.durability = "relaxed": the answer waits for the entry to
+            // be queued (bounded), not for it to be written.
+            if let Err(error) = self.ledger.submit(entry).await {
+                tracing::error!(%error, request_id, "could not queue a charge (relaxed durability)");
+            }
             None
         } else {
             match self.ledger.post(entry).await {

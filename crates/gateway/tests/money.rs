@@ -146,6 +146,31 @@ async fn graduated_prices_are_charged_exactly_and_the_ledger_adds_up() {
         (expected, 5),
         "balance = sum of the ledger: one top-up, four charges"
     );
+    // Charged usage per meter for a period.
+    let now = gw.clock.now();
+    let period = format!(
+        "/orgs/{org}/charged?from={}&to={}",
+        UnixMillis(now.0 - 60_000).to_rfc3339(),
+        UnixMillis(now.0 + 60_000).to_rfc3339()
+    );
+    let (status, charged) = gw.admin_call(Method::GET, &period, None).await;
+    assert_eq!(status, 200, "{charged}");
+    assert_eq!(charged["charged_micros"], 1_000_000 - expected);
+    assert_eq!(
+        (
+            charged["units"]["request"].as_u64(),
+            charged["units"]["order_sent"].as_u64()
+        ),
+        (Some(4), Some(4))
+    );
+    let (status, _) = gw
+        .admin_call(
+            Method::GET,
+            &format!("/orgs/{org}/charged?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
     let (_, ledger) = gw
         .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
         .await;
@@ -263,6 +288,38 @@ async fn the_daily_spend_limit_stops_every_request_until_the_next_utc_day() {
     expect_problem(refused, 402, "daily_spend_limit").await;
     assert_eq!(gw.upstream.count(), seen);
     assert_eq!(balance(&gw, &org).await["daily_spend_micros"], 2000);
+    // null clears a limit; absent keeps it.
+    let (_, kept) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/orgs/{org}/account"),
+            Some(json!({"credit_limit_micros": 0})),
+        )
+        .await;
+    assert_eq!(kept["daily_spend_limit_micros"], 2000);
+    let (_, cleared) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/orgs/{org}/account"),
+            Some(json!({"daily_spend_limit_micros": null})),
+        )
+        .await;
+    assert_eq!(
+        cleared["daily_spend_limit_micros"],
+        Value::Null,
+        "{cleared}"
+    );
+    assert_eq!(
+        gw.get("/v1/ticker", Some(&key)).await.status(),
+        200,
+        "no limit any more"
+    );
+    gw.admin_call(
+        Method::PUT,
+        &format!("/orgs/{org}/account"),
+        Some(json!({"daily_spend_limit_micros": 3000})),
+    )
+    .await;
     // The next UTC day opens again.
     let tomorrow = (gw.clock.now().0 / 86_400_000 + 1) * 86_400_000;
     gw.clock.set(UnixMillis(tomorrow));

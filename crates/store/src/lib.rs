@@ -186,7 +186,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<(OrgId, i64)>>;
     /// Charges of an organization at or after `since`: their total (positive
     /// micro-units) and the units priced per meter, from the entries' details.
-    async fn charged_since(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(i64, [u64; 5])>;
+    async fn charged_since(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(i64, [u64; 5])> {
+        self.charged_between(org, since, UnixMillis(i64::MAX)).await
+    }
+    /// The same for charges in `[from, to)`.
+    async fn charged_between(
+        &self,
+        org: &OrgId,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> StoreResult<(i64, [u64; 5])>;
     /// Records an autocharge attempt before the provider is called; `false`
     /// if one with this key exists already.
     async fn autocharge_begin(
@@ -205,6 +214,9 @@ pub trait Store: Send + Sync + 'static {
         error: Option<&str>,
         now: UnixMillis,
     ) -> StoreResult<()>;
+    /// The key of an attempt left pending (a crash or an unknown outcome),
+    /// to retry under the same key.
+    async fn autocharge_pending(&self, org: &OrgId) -> StoreResult<Option<String>>;
     /// Number of attempts ever made for an organization, and the amount of
     /// succeeded or pending ones at or after `since`.
     async fn autocharge_stats(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(u64, i64)>;

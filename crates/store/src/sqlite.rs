@@ -773,7 +773,12 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn charged_since(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(i64, [u64; 5])> {
+    async fn charged_between(
+        &self,
+        org: &OrgId,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> StoreResult<(i64, [u64; 5])> {
         let row = query(
             "SELECT COALESCE(-SUM(amount), 0) AS spent, \
                COALESCE(SUM(json_extract(detail, '$.units.request')), 0) AS request, \
@@ -781,10 +786,11 @@ impl Store for SqliteStore {
                COALESCE(SUM(json_extract(detail, '$.units.order_filled')), 0) AS order_filled, \
                COALESCE(SUM(json_extract(detail, '$.units.compute_ms')), 0) AS compute_ms, \
                COALESCE(SUM(json_extract(detail, '$.units.bytes_out')), 0) AS bytes_out \
-             FROM ledger WHERE org_id = ? AND kind = 'charge' AND created_at >= ?",
+             FROM ledger WHERE org_id = ? AND kind = 'charge' AND created_at >= ? AND created_at < ?",
         )
         .bind(org.as_str())
-        .bind(since.0)
+        .bind(from.0)
+        .bind(to.0)
         .fetch_one(&self.pool)
         .await?;
         let unit = |name: &str| -> StoreResult<u64> {
@@ -840,6 +846,19 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn autocharge_pending(&self, org: &OrgId) -> StoreResult<Option<String>> {
+        let row = query(
+            "SELECT idempotency_key FROM autocharges WHERE org_id = ? AND state = 'pending' \
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(org.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get("idempotency_key"))
+            .transpose()
+            .map_err(Into::into)
     }
 
     async fn autocharge_stats(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(u64, i64)> {

@@ -442,6 +442,57 @@ async fn ledger_entries_are_unique_by_reference_and_keep_the_balance() {
 
     assert!(
         store
+            .autocharge_begin(&a.id, "autocharge:a:1", 10_000, UnixMillis(55))
+            .await
+            .expect("begin")
+    );
+    assert!(
+        !store
+            .autocharge_begin(&a.id, "autocharge:a:1", 10_000, UnixMillis(56))
+            .await
+            .expect("begin"),
+        "one row per key"
+    );
+    assert_eq!(
+        store
+            .autocharge_pending(&a.id)
+            .await
+            .expect("pending")
+            .as_deref(),
+        Some("autocharge:a:1")
+    );
+    assert_eq!(
+        store
+            .autocharge_stats(&a.id, UnixMillis(0))
+            .await
+            .expect("stats"),
+        (1, 10_000)
+    );
+    store
+        .autocharge_finish(
+            "autocharge:a:1",
+            "failed",
+            None,
+            Some("card_declined"),
+            UnixMillis(57),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        store.autocharge_pending(&a.id).await.expect("pending"),
+        None
+    );
+    assert_eq!(
+        store
+            .autocharge_stats(&a.id, UnixMillis(0))
+            .await
+            .expect("stats"),
+        (1, 0),
+        "failed attempts do not count toward the cap"
+    );
+
+    assert!(
+        store
             .add_notification(
                 &a.id,
                 "budget_threshold",

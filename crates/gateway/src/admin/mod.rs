@@ -187,6 +187,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/orgs/{id}/top-ups", post(money::top_up))
         .route("/orgs/{id}/adjustments", post(money::adjust))
         .route("/orgs/{id}/ledger", get(money::ledger))
+        .route("/orgs/{id}/charged", get(money::charged))
         .route("/orgs/{id}/notifications", get(money::notifications))
         .route("/orgs/{id}/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", get(keys::get))

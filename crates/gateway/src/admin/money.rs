@@ -99,7 +99,7 @@ pub(crate) struct AutochargeBody {
     #[serde(default)]
     amount_micros: Option<i64>,
     /// Absent keeps, null clears.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     monthly_cap_micros: Option<Value>,
     #[serde(default)]
     customer: Option<String>,
@@ -172,13 +172,19 @@ pub(crate) struct AccountSettings {
     #[serde(default)]
     credit_limit_micros: Option<i64>,
     /// Absent keeps, null clears.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     daily_spend_limit_micros: Option<Value>,
     /// Absent keeps, null clears.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     budget_micros: Option<Value>,
     #[serde(default)]
     budget_thresholds: Option<Vec<u8>>,
+}
+
+/// Deserializes a field that was sent, `null` included, as `Some`: serde
+/// would read a JSON `null` into an `Option` as `None`, the same as absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 fn nullable_amount(
@@ -411,4 +417,45 @@ pub(crate) async fn notifications(
         })
         .collect();
     Ok(Json(serde_json::json!({ "data": data })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Period {
+    from: String,
+    to: String,
+}
+
+/// Charged usage per meter, and the amount charged, for `[from, to)`, from
+/// the ledger's charge entries (pay-as-you-go usage). The cycle's usage of
+/// every organization, charged or not, is at `/orgs/{id}/usage`.
+pub(crate) async fn charged(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    period: Result<Query<Period>, QueryRejection>,
+) -> AdminResult<Json<Value>> {
+    let org_id = parse_org_id(&id)?;
+    let Query(period) = period?;
+    let parse = |name: &str, text: &str| {
+        tollgate_core::time::UnixMillis::parse_rfc3339(text)
+            .ok_or_else(|| AdminError::invalid(format!("{name} {text:?} is not an RFC 3339 time")))
+    };
+    let (from, to) = (parse("from", &period.from)?, parse("to", &period.to)?);
+    if to <= from {
+        return Err(AdminError::invalid("to must be after from"));
+    }
+    found_org(state.store.get_org(&org_id).await?, &org_id)?;
+    let (spent, units) = state.store.charged_between(&org_id, from, to).await?;
+    let units: serde_json::Map<String, Value> = tollgate_core::meter::Meter::ALL
+        .into_iter()
+        .map(|m| (m.as_str().to_owned(), Value::from(units[m.index()])))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "org_id": org_id.to_string(),
+        "from": from.to_rfc3339(),
+        "to": to.to_rfc3339(),
+        "charged_micros": spent,
+        "charged": Micros(spent).to_string(),
+        "units": units,
+    })))
 }

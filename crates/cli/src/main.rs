@@ -228,6 +228,19 @@ fn parse_quota(text: &str) -> Result<(String, u64), String> {
     Ok((meter.to_owned(), units))
 }
 
+/// `?a=1&b=2` from the parameters that are set; empty when none is.
+fn query_suffix(params: &[(&str, Option<String>)]) -> String {
+    let set: Vec<String> = params
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={v}")))
+        .collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", set.join("&"))
+    }
+}
+
 fn quota_map(quotas: Vec<(String, u64)>) -> serde_json::Map<String, Value> {
     quotas
         .into_iter()
@@ -504,18 +517,7 @@ async fn org(client: &AdminClient, command: OrgCommand) -> anyhow::Result<ExitCo
                 .await?
         }
         OrgCommand::List { limit, after } => {
-            let mut query = Vec::new();
-            if let Some(limit) = limit {
-                query.push(format!("limit={limit}"));
-            }
-            if let Some(after) = after {
-                query.push(format!("after={after}"));
-            }
-            let suffix = if query.is_empty() {
-                String::new()
-            } else {
-                format!("?{}", query.join("&"))
-            };
+            let suffix = query_suffix(&[("limit", limit.map(|l| l.to_string())), ("after", after)]);
             client
                 .call(Method::GET, &format!("/orgs{suffix}"), None)
                 .await?
@@ -636,18 +638,10 @@ async fn org(client: &AdminClient, command: OrgCommand) -> anyhow::Result<ExitCo
                 .await?
         }
         OrgCommand::Ledger { id, limit, after } => {
-            let mut query = Vec::new();
-            if let Some(limit) = limit {
-                query.push(format!("limit={limit}"));
-            }
-            if let Some(after) = after {
-                query.push(format!("after={after}"));
-            }
-            let suffix = if query.is_empty() {
-                String::new()
-            } else {
-                format!("?{}", query.join("&"))
-            };
+            let suffix = query_suffix(&[
+                ("limit", limit.map(|l| l.to_string())),
+                ("after", after.map(|a| a.to_string())),
+            ]);
             client
                 .call(Method::GET, &format!("/orgs/{id}/ledger{suffix}"), None)
                 .await?

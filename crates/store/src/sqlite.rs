@@ -54,41 +54,10 @@ impl SqliteStore {
     pub async fn insert_many(&self, orgs: &[OrgRow], keys: &[KeyRow]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for org in orgs {
-            query(
-                "INSERT INTO orgs (id, name, status, plan, cycle_anchor, pay_as_you_go, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(org.id.as_str())
-            .bind(&org.name)
-            .bind(org_status_text(org.status))
-            .bind(&org.plan)
-            .bind(org.cycle_anchor.map(|t| t.0))
-            .bind(i64::from(org.pay_as_you_go))
-            .bind(org.created_at.0)
-            .bind(org.updated_at.0)
-            .execute(&mut *tx)
-            .await?;
+            insert_org(org).execute(&mut *tx).await?;
         }
         for key in keys {
-            let products =
-                serde_json::to_string(&key.products).map_err(|e| corrupt("products", e))?;
-            query(
-                "INSERT INTO api_keys (id, org_id, name, products, status, expires_at, secret_hash, \
-                 previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at, quotas) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, NULL, ?)",
-            )
-            .bind(key.id.as_str())
-            .bind(key.org_id.as_str())
-            .bind(&key.name)
-            .bind(products)
-            .bind(key_status_text(key.status))
-            .bind(key.expires_at.map(|t| t.0))
-            .bind(&key.secret_hash.0[..])
-            .bind(key.created_at.0)
-            .bind(key.updated_at.0)
-            .bind(quotas_text(&key.quotas)?)
-            .execute(&mut *tx)
-            .await?;
+            insert_key(key)?.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -238,6 +207,50 @@ fn entry_from_row(row: &SqliteRow) -> StoreResult<EntryRow> {
     })
 }
 
+/// The INSERT of one organization, for `create_org` and `insert_many`.
+fn insert_org(
+    org: &OrgRow,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    query(
+        "INSERT INTO orgs (id, name, status, plan, cycle_anchor, pay_as_you_go, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(org.id.as_str())
+    .bind(&org.name)
+    .bind(org_status_text(org.status))
+    .bind(&org.plan)
+    .bind(org.cycle_anchor.map(|t| t.0))
+    .bind(i64::from(org.pay_as_you_go))
+    .bind(org.created_at.0)
+    .bind(org.updated_at.0)
+}
+
+/// The INSERT of one key, for `create_key` and `insert_many`.
+fn insert_key(
+    key: &KeyRow,
+) -> StoreResult<sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>>> {
+    let products = serde_json::to_string(&key.products).map_err(|e| corrupt("products", e))?;
+    let quotas = quotas_text(&key.quotas)?;
+    Ok(query(
+            "INSERT INTO api_keys (id, org_id, name, products, status, expires_at, secret_hash, \
+             previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at, quotas) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.id.as_str())
+        .bind(key.org_id.as_str())
+        .bind(&key.name)
+        .bind(products)
+        .bind(key_status_text(key.status))
+        .bind(key.expires_at.map(|t| t.0))
+        .bind(&key.secret_hash.0[..])
+        .bind(key.previous_secret_hash.as_ref().map(|h| h.0.to_vec()))
+        .bind(key.previous_secret_expires_at.map(|t| t.0))
+        .bind(key.created_at.0)
+        .bind(key.updated_at.0)
+        .bind(key.revoked_at.map(|t| t.0))
+        .bind(quotas))
+}
+
 fn to_i64(value: u64) -> StoreResult<i64> {
     i64::try_from(value).map_err(|_| corrupt("counter", "exceeds i64"))
 }
@@ -257,21 +270,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_org(&self, org: &OrgRow) -> StoreResult<()> {
-        query(
-            "INSERT INTO orgs (id, name, status, plan, cycle_anchor, pay_as_you_go, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(org.id.as_str())
-        .bind(&org.name)
-        .bind(org_status_text(org.status))
-        .bind(&org.plan)
-        .bind(org.cycle_anchor.map(|t| t.0))
-        .bind(i64::from(org.pay_as_you_go))
-        .bind(org.created_at.0)
-        .bind(org.updated_at.0)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| duplicate_or(e, org.id.as_str()))?;
+        insert_org(org)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| duplicate_or(e, org.id.as_str()))?;
         Ok(())
     }
 
@@ -337,28 +339,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_key(&self, key: &KeyRow) -> StoreResult<()> {
-        let products = serde_json::to_string(&key.products).map_err(|e| corrupt("products", e))?;
-        query(
-            "INSERT INTO api_keys (id, org_id, name, products, status, expires_at, secret_hash, \
-             previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at, quotas) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(key.id.as_str())
-        .bind(key.org_id.as_str())
-        .bind(&key.name)
-        .bind(products)
-        .bind(key_status_text(key.status))
-        .bind(key.expires_at.map(|t| t.0))
-        .bind(&key.secret_hash.0[..])
-        .bind(key.previous_secret_hash.as_ref().map(|h| h.0.to_vec()))
-        .bind(key.previous_secret_expires_at.map(|t| t.0))
-        .bind(key.created_at.0)
-        .bind(key.updated_at.0)
-        .bind(key.revoked_at.map(|t| t.0))
-        .bind(quotas_text(&key.quotas)?)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| duplicate_or(e, key.id.as_str()))?;
+        insert_key(key)?
+            .execute(&self.pool)
+            .await
+            .map_err(|e| duplicate_or(e, key.id.as_str()))?;
         Ok(())
     }
 

@@ -160,10 +160,10 @@ enum OrgCommand {
         credit_limit: Option<i64>,
         /// Spend allowed per UTC day, or `none`.
         #[arg(long, value_parser = parse_optional_amount)]
-        daily_limit: Option<Option<i64>>,
+        daily_limit: Option<Limit>,
         /// Spend allowed per billing cycle, or `none`.
         #[arg(long, value_parser = parse_optional_amount)]
-        budget: Option<Option<i64>>,
+        budget: Option<Limit>,
         /// Budget alert thresholds in percent, comma-separated (70,85,95).
         #[arg(long, value_delimiter = ',')]
         thresholds: Option<Vec<u8>>,
@@ -203,6 +203,28 @@ enum OrgCommand {
     },
     /// Notifications (budget alerts), newest first.
     Notifications { id: String },
+    /// Automatic top-ups through the payment provider (Stripe).
+    Autocharge {
+        id: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// Top up when a charge leaves the balance below this (decimal).
+        #[arg(long, value_parser = parse_amount)]
+        threshold: Option<i64>,
+        /// How much to add each time (decimal, whole cents).
+        #[arg(long, value_parser = parse_amount)]
+        amount: Option<i64>,
+        /// At most this much per calendar month, or `none`.
+        #[arg(long, value_parser = parse_optional_amount)]
+        monthly_cap: Option<Limit>,
+        /// The provider's customer id (cus_…).
+        #[arg(long)]
+        customer: Option<String>,
+        /// The saved payment method (pm_…); a new one clears a pending authentication.
+        #[arg(long)]
+        payment_method: Option<String>,
+    },
 }
 
 fn parse_amount(text: &str) -> Result<i64, String> {
@@ -211,11 +233,15 @@ fn parse_amount(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{text:?} is not an amount like 12.50 (at most 6 decimal places)"))
 }
 
-fn parse_optional_amount(text: &str) -> Result<Option<i64>, String> {
+/// An amount or `none` (which clears a limit).
+#[derive(Debug, Clone, Copy)]
+struct Limit(Option<i64>);
+
+fn parse_optional_amount(text: &str) -> Result<Limit, String> {
     if text == "none" {
-        return Ok(None);
+        return Ok(Limit(None));
     }
-    parse_amount(text).map(Some)
+    parse_amount(text).map(|a| Limit(Some(a)))
 }
 
 fn parse_quota(text: &str) -> Result<(String, u64), String> {
@@ -599,10 +625,10 @@ async fn org(client: &AdminClient, command: OrgCommand) -> anyhow::Result<ExitCo
             if let Some(limit) = credit_limit {
                 body.insert("credit_limit_micros".into(), json!(limit));
             }
-            if let Some(limit) = daily_limit {
+            if let Some(Limit(limit)) = daily_limit {
                 body.insert("daily_spend_limit_micros".into(), json!(limit));
             }
-            if let Some(budget) = budget {
+            if let Some(Limit(budget)) = budget {
                 body.insert("budget_micros".into(), json!(budget));
             }
             if let Some(thresholds) = thresholds {
@@ -644,6 +670,40 @@ async fn org(client: &AdminClient, command: OrgCommand) -> anyhow::Result<ExitCo
             ]);
             client
                 .call(Method::GET, &format!("/orgs/{id}/ledger{suffix}"), None)
+                .await?
+        }
+        OrgCommand::Autocharge {
+            id,
+            state,
+            threshold,
+            amount,
+            monthly_cap,
+            customer,
+            payment_method,
+        } => {
+            let mut body = serde_json::Map::new();
+            body.insert("enabled".into(), json!(state == "on"));
+            if let Some(threshold) = threshold {
+                body.insert("threshold_micros".into(), json!(threshold));
+            }
+            if let Some(amount) = amount {
+                body.insert("amount_micros".into(), json!(amount));
+            }
+            if let Some(Limit(cap)) = monthly_cap {
+                body.insert("monthly_cap_micros".into(), json!(cap));
+            }
+            if let Some(customer) = customer {
+                body.insert("customer".into(), json!(customer));
+            }
+            if let Some(method) = payment_method {
+                body.insert("payment_method".into(), json!(method));
+            }
+            client
+                .call(
+                    Method::PUT,
+                    &format!("/orgs/{id}/autocharge"),
+                    Some(Value::Object(body)),
+                )
                 .await?
         }
         OrgCommand::Notifications { id } => {

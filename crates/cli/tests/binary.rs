@@ -277,6 +277,55 @@ fn demo_serves_the_trading_api_and_the_cli_manages_it() {
             .map(|b| b + 5_000_000 - 500_000),
         "the repeated top-up was written once"
     );
+    let (ok, out, err) = demo.cli(&[
+        "org",
+        "autocharge",
+        &demo.org,
+        "on",
+        "--threshold",
+        "5.00",
+        "--amount",
+        "20.00",
+        "--customer",
+        "cus_demo",
+        "--payment-method",
+        "pm_card_visa",
+        "--monthly-cap",
+        "100.00",
+    ]);
+    assert!(ok, "{err}");
+    let settings: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(settings["autocharge"]["amount_micros"], 20_000_000);
+    assert_eq!(settings["autocharge"]["enabled"], true);
+    let (ok, out, err) = demo.cli(&[
+        "org",
+        "account",
+        &demo.org,
+        "--daily-limit",
+        "50.00",
+        "--budget",
+        "500",
+    ]);
+    assert!(ok, "{err}");
+    let account: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        (
+            account["daily_spend_limit_micros"].as_i64(),
+            account["budget_micros"].as_i64()
+        ),
+        (Some(50_000_000), Some(500_000_000))
+    );
+    let (ok, out, err) = demo.cli(&["org", "account", &demo.org, "--daily-limit", "none"]);
+    assert!(ok, "{err}");
+    let account: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        account["daily_spend_limit_micros"],
+        Value::Null,
+        "none clears"
+    );
+    assert_eq!(account["budget_micros"], 500_000_000, "absent keeps");
+    let (ok, _, err) = demo.cli(&["org", "autocharge", &demo.org, "on", "--amount", "0.001"]);
+    assert!(!ok && err.contains("cents"), "{err}");
     let (ok, _, err) = demo.cli(&["org", "top-up", &demo.org, "--amount", "1.2345678"]);
     assert!(!ok && err.contains("6 decimal places"), "{err}");
 

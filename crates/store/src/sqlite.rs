@@ -10,8 +10,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, query};
-use std::collections::BTreeMap;
+use sqlx::{QueryBuilder, Row, Sqlite, query};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 use tollgate_core::access::{KeyStatus, OrgStatus};
@@ -61,6 +61,130 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Posts a batch with multi-row statements; `None` (and nothing written)
+    /// when some entry's reference already exists.
+    async fn post_batch(&self, entries: &[NewEntry]) -> StoreResult<Option<Vec<Posted>>> {
+        let now = entries.iter().map(|e| e.created_at.0).max().unwrap_or(0);
+        let mut orgs: Vec<&str> = Vec::new();
+        for e in entries {
+            if !orgs.contains(&e.org_id.as_str()) {
+                orgs.push(e.org_id.as_str());
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut ensure = QueryBuilder::<Sqlite>::new("INSERT INTO accounts (org_id, updated_at) ");
+        ensure.push_values(&orgs, |mut row, org| {
+            row.push_bind(*org).push_bind(now);
+        });
+        ensure.push(" ON CONFLICT (org_id) DO NOTHING");
+        ensure.build().execute(&mut *tx).await?;
+
+        let mut read =
+            QueryBuilder::<Sqlite>::new("SELECT org_id, balance FROM accounts WHERE org_id IN (");
+        let mut list = read.separated(", ");
+        for org in &orgs {
+            list.push_bind(*org);
+        }
+        read.push(")");
+        let mut balances: HashMap<String, i64> = HashMap::new();
+        for row in read.build().fetch_all(&mut *tx).await? {
+            balances.insert(row.try_get("org_id")?, row.try_get("balance")?);
+        }
+        let mut after = Vec::with_capacity(entries.len());
+        for e in entries {
+            let balance = balances.entry(e.org_id.as_str().to_owned()).or_insert(0);
+            *balance = balance
+                .checked_add(e.amount)
+                .ok_or_else(|| corrupt("balance", "overflow"))?;
+            after.push(*balance);
+        }
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO ledger (org_id, kind, amount, reference, detail, balance_after, created_at) ",
+        );
+        insert.push_values(entries.iter().zip(&after), |mut row, (e, balance_after)| {
+            row.push_bind(e.org_id.as_str())
+                .push_bind(e.kind.as_str())
+                .push_bind(e.amount)
+                .push_bind(&e.reference)
+                .push_bind(&e.detail)
+                .push_bind(*balance_after)
+                .push_bind(e.created_at.0);
+        });
+        insert.push(" ON CONFLICT (org_id, reference) DO NOTHING");
+        let written = insert.build().execute(&mut *tx).await?;
+        if written.rows_affected() != entries.len() as u64 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let mut update = QueryBuilder::<Sqlite>::new("UPDATE accounts SET balance = CASE org_id");
+        for org in &orgs {
+            update
+                .push(" WHEN ")
+                .push_bind(*org)
+                .push(" THEN ")
+                .push_bind(balances[*org]);
+        }
+        update
+            .push(" END, updated_at = ")
+            .push_bind(now)
+            .push(" WHERE org_id IN (");
+        let mut list = update.separated(", ");
+        for org in &orgs {
+            list.push_bind(*org);
+        }
+        update.push(")");
+        update.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(
+            after
+                .into_iter()
+                .map(|balance_after| Posted::Written { balance_after })
+                .collect(),
+        ))
+    }
+
+    /// Posts entry by entry, skipping duplicates; used when a batch holds one.
+    async fn post_one_by_one(&self, entries: &[NewEntry]) -> StoreResult<Vec<Posted>> {
+        let mut tx = self.pool.begin().await?;
+        let mut results = Vec::with_capacity(entries.len());
+        for e in entries {
+            // The account row exists before its first entry.
+            query("INSERT INTO accounts (org_id, updated_at) VALUES (?, ?) ON CONFLICT (org_id) DO NOTHING")
+                .bind(e.org_id.as_str())
+                .bind(e.created_at.0)
+                .execute(&mut *tx)
+                .await?;
+            let inserted = query(
+                "INSERT INTO ledger (org_id, kind, amount, reference, detail, balance_after, created_at) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, balance + ?3, ?6 FROM accounts WHERE org_id = ?1 \
+                 ON CONFLICT (org_id, reference) DO NOTHING",
+            )
+            .bind(e.org_id.as_str())
+            .bind(e.kind.as_str())
+            .bind(e.amount)
+            .bind(&e.reference)
+            .bind(&e.detail)
+            .bind(e.created_at.0)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                results.push(Posted::Duplicate);
+                continue;
+            }
+            let row = query("UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE org_id = ? RETURNING balance")
+                .bind(e.amount)
+                .bind(e.created_at.0)
+                .bind(e.org_id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            results.push(Posted::Written {
+                balance_after: row.try_get("balance")?,
+            });
+        }
+        tx.commit().await?;
+        Ok(results)
     }
 
     async fn fetch_org(&self, id: &str) -> StoreResult<Option<OrgRow>> {
@@ -669,46 +793,16 @@ impl Store for SqliteStore {
     }
 
     async fn post_entries(&self, entries: &[NewEntry]) -> StoreResult<Vec<Posted>> {
-        let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(entries.len());
-        for e in entries {
-            // The account row exists before its first entry.
-            query("INSERT INTO accounts (org_id, updated_at) VALUES (?, ?) ON CONFLICT (org_id) DO NOTHING")
-                .bind(e.org_id.as_str())
-                .bind(e.created_at.0)
-                .execute(&mut *tx)
-                .await?;
-            let inserted = query(
-                "INSERT INTO ledger (org_id, kind, amount, reference, detail, balance_after, created_at) \
-                 SELECT ?1, ?2, ?3, ?4, ?5, balance + ?3, ?6 FROM accounts WHERE org_id = ?1 \
-                 ON CONFLICT (org_id, reference) DO NOTHING",
-            )
-            .bind(e.org_id.as_str())
-            .bind(e.kind.as_str())
-            .bind(e.amount)
-            .bind(&e.reference)
-            .bind(&e.detail)
-            .bind(e.created_at.0)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                results.push(Posted::Duplicate);
-                continue;
-            }
-            let row = query(
-                "UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE org_id = ? RETURNING balance",
-            )
-            .bind(e.amount)
-            .bind(e.created_at.0)
-            .bind(e.org_id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            results.push(Posted::Written {
-                balance_after: row.try_get("balance")?,
-            });
+        if entries.is_empty() {
+            return Ok(Vec::new());
         }
-        tx.commit().await?;
-        Ok(results)
+        // Fast path: a handful of statements for the whole batch. A batch
+        // that holds a duplicate reference falls back to entry by entry, so
+        // each entry's balance_after stays exact.
+        if let Some(results) = self.post_batch(entries).await? {
+            return Ok(results);
+        }
+        self.post_one_by_one(entries).await
     }
 
     async fn list_entries(

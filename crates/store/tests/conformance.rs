@@ -520,3 +520,54 @@ async fn ledger_entries_are_unique_by_reference_and_keep_the_balance() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_batch_across_orgs_keeps_every_running_balance() {
+    use tollgate_store::{EntryKind, NewEntry, Posted};
+    let (_dir, store) = sqlite().await;
+    let (a, b) = (org(1), org(2));
+    store.create_org(&a).await.expect("org");
+    store.create_org(&b).await.expect("org");
+    let entry = |org: &OrgRow, amount, reference: &str| NewEntry {
+        org_id: org.id.clone(),
+        kind: EntryKind::Adjustment,
+        amount,
+        reference: reference.into(),
+        detail: "{}".into(),
+        created_at: UnixMillis(5),
+    };
+    let posted = store
+        .post_entries(&[
+            entry(&a, 100, "x1"),
+            entry(&b, 50, "y1"),
+            entry(&a, -30, "x2"),
+            entry(&b, 7, "y2"),
+        ])
+        .await
+        .expect("post");
+    assert_eq!(
+        posted,
+        vec![
+            Posted::Written { balance_after: 100 },
+            Posted::Written { balance_after: 50 },
+            Posted::Written { balance_after: 70 },
+            Posted::Written { balance_after: 57 },
+        ]
+    );
+    assert_eq!(store.get_account(&a.id).await.expect("a").balance, 70);
+    assert_eq!(store.get_account(&b.id).await.expect("b").balance, 57);
+    let entries = store.list_entries(&a.id, 0, 10).await.expect("list");
+    assert_eq!(
+        entries.iter().map(|e| e.balance_after).collect::<Vec<_>>(),
+        vec![100, 70]
+    );
+    // Two entries with one reference in one batch: the second is a duplicate.
+    let posted = store
+        .post_entries(&[entry(&a, 1, "z"), entry(&a, 1, "z")])
+        .await
+        .expect("post");
+    assert_eq!(
+        posted,
+        vec![Posted::Written { balance_after: 71 }, Posted::Duplicate]
+    );
+}

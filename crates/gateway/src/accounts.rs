@@ -166,16 +166,7 @@ impl Accounts {
         if let Some(state) = self.orgs.get(org) {
             return Arc::clone(state.value());
         }
-        let default = AccountRow {
-            org_id: org.clone(),
-            balance: 0,
-            credit_limit: 0,
-            daily_spend_limit: None,
-            budget: None,
-            budget_thresholds: vec![70, 85, 95],
-            autocharge: Default::default(),
-            payment_action_required: false,
-        };
+        let default = AccountRow::new(org.clone());
         Arc::clone(
             self.orgs
                 .entry(org.clone())

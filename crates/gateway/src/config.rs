@@ -523,10 +523,7 @@ impl Config {
         }
         let table = self.route_table()?;
         for (target, cost) in &plan.costs {
-            let (method, pattern) = match target.split_once(' ') {
-                Some((method, pattern)) => (Some(method.to_ascii_uppercase()), pattern.trim()),
-                None => (None, target.as_str()),
-            };
+            let (method, pattern) = cost_target(target);
             let known = table.routes().iter().any(|r| {
                 r.pattern.as_str() == pattern
                     && method
@@ -661,6 +658,15 @@ impl Config {
     /// `ingress.header_read_timeout_ms` as a duration.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.ingress.header_read_timeout_ms)
+    }
+}
+
+/// Splits a plan `costs` key, `"POST /v1/orders"` or `"/v1/orders"`, into
+/// its upper-cased method (if any) and path pattern.
+pub fn cost_target(target: &str) -> (Option<String>, &str) {
+    match target.split_once(' ') {
+        Some((method, pattern)) => (Some(method.to_ascii_uppercase()), pattern.trim()),
+        None => (None, target),
     }
 }
 

@@ -517,9 +517,7 @@ fn usage_report(headers: &http::HeaderMap) -> tollgate_core::meter::MeterCounts 
 }
 
 fn with_request_id(mut response: Response<ProxyBody>, request_id: &str) -> Response<ProxyBody> {
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        response.headers_mut().insert(&crate::REQUEST_ID, value);
-    }
+    forward::set_request_id(response.headers_mut(), request_id);
     response
 }
 

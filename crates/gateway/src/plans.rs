@@ -119,10 +119,7 @@ pub fn compile(config: &Config, routes: &RouteTable) -> Plans {
             }
             let mut costs = vec![RouteCosts::default(); routes.routes().len()];
             for (target, cost) in &plan.costs {
-                let (method, pattern) = match target.split_once(' ') {
-                    Some((m, p)) => (Some(m.to_ascii_uppercase()), p.trim()),
-                    None => (None, target.as_str()),
-                };
+                let (method, pattern) = crate::config::cost_target(target);
                 for (i, route) in routes.routes().iter().enumerate() {
                     if route.pattern.as_str() != pattern {
                         continue;

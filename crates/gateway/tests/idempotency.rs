@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestGateway, expect_problem};
+use common::{TestGateway, expect_problem, usage, used};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -218,27 +218,11 @@ async fn fifty_concurrent_retries_execute_once_and_count_once() {
     assert_eq!(executed.len(), 1, "exactly one execution");
     assert_eq!(replays + in_flight, 49);
     assert_eq!(gw.upstream.count(), 1, "exactly one upstream call");
-    let (_, usage) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/usage"), None)
-        .await;
-    let request = usage["quotas"]
-        .as_array()
-        .expect("q")
-        .iter()
-        .find(|q| q["meter"] == "request")
-        .cloned()
-        .expect("r");
-    assert_eq!(request["used"], 1, "counted once: {usage}");
-    let bytes = usage["quotas"]
-        .as_array()
-        .expect("q")
-        .iter()
-        .find(|q| q["meter"] == "bytes_out")
-        .cloned()
-        .expect("b");
+    let report = usage(&gw, &org).await;
+    assert_eq!(used(&report, "request"), 1, "counted once: {report}");
     assert_eq!(
-        bytes["used"].as_u64(),
-        Some(executed[0].len() as u64),
+        used(&report, "bytes_out"),
+        executed[0].len() as u64,
         "bytes metered once"
     );
     gw.stop().await;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestGateway, expect_problem};
+use common::{TestGateway, expect_problem, usage, used};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tollgate_core::time::UnixMillis;
@@ -495,22 +495,11 @@ async fn a_failed_forward_releases_the_hold_and_priced_requests_count_once() {
         .bytes()
         .await
         .expect("body");
-    let (_, usage) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/usage"), None)
-        .await;
-    let used = |meter: &str| {
-        usage["quotas"]
-            .as_array()
-            .expect("q")
-            .iter()
-            .find(|q| q["meter"] == meter)
-            .expect("meter")["used"]
-            .as_u64()
-    };
-    assert_eq!(used("request"), Some(1), "counted once: {usage}");
+    let report = usage(&gw, &org).await;
+    assert_eq!(used(&report, "request"), 1, "counted once: {report}");
     assert_eq!(
-        used("bytes_out"),
-        Some(body.len() as u64),
+        used(&report, "bytes_out"),
+        body.len() as u64,
         "bytes counted once"
     );
     gw.stop().await;

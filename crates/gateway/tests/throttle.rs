@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::{TestGateway, expect_problem};
+use common::{TestGateway, expect_problem, usage, used};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use sfv::{BareItem, List, ListEntry, Parser};
 use std::collections::HashMap;
 use tollgate_core::time::UnixMillis;
@@ -218,25 +218,6 @@ const QUOTA_3: &str = r#"
     [quotas]
     request = 3
 "#;
-
-async fn usage(gw: &TestGateway, org: &str) -> Value {
-    let (status, body) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/usage"), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-fn used(usage: &Value, meter: &str) -> u64 {
-    usage["quotas"]
-        .as_array()
-        .expect("quotas")
-        .iter()
-        .find(|q| q["meter"] == meter)
-        .expect("meter")["used"]
-        .as_u64()
-        .expect("used")
-}
 
 #[tokio::test]
 async fn quota_exhaustion_restricts_every_key_until_the_cycle_resets() {

@@ -141,6 +141,23 @@ pub struct AccountRow {
     pub payment_action_required: bool,
 }
 
+impl AccountRow {
+    /// The account an organization has before any setting or entry: no
+    /// money, no credit, no limits, alerts at 70/85/95 %.
+    pub fn new(org_id: OrgId) -> Self {
+        AccountRow {
+            org_id,
+            balance: 0,
+            credit_limit: 0,
+            daily_spend_limit: None,
+            budget: None,
+            budget_thresholds: vec![70, 85, 95],
+            autocharge: AutochargeSettings::default(),
+            payment_action_required: false,
+        }
+    }
+}
+
 /// Automatic top-up settings and state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AutochargeSettings {

@@ -279,16 +279,7 @@ fn commitment_from_row(row: &SqliteRow) -> StoreResult<CommitmentRow> {
 }
 
 fn default_account(org: &OrgId) -> AccountRow {
-    AccountRow {
-        org_id: org.clone(),
-        balance: 0,
-        credit_limit: 0,
-        daily_spend_limit: None,
-        budget: None,
-        budget_thresholds: vec![70, 85, 95],
-        autocharge: AutochargeSettings::default(),
-        payment_action_required: false,
-    }
+    AccountRow::new(org.clone())
 }
 
 fn account_from_row(row: &SqliteRow) -> StoreResult<AccountRow> {

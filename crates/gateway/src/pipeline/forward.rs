@@ -231,10 +231,15 @@ pub async fn send(
 pub fn respond(response: Response<Incoming>, request_id: &str) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop_and_internal(&mut parts.headers);
-    if let Some(value) = header_value(request_id) {
-        parts.headers.insert(&REQUEST_ID, value);
-    }
+    set_request_id(&mut parts.headers, request_id);
     Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+}
+
+/// Sets `X-Request-Id` on an answer tollgate sends.
+pub fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
+    if let Some(value) = header_value(request_id) {
+        headers.insert(&REQUEST_ID, value);
+    }
 }
 
 /// A client's request body streamed to the upstream; bodies without a

@@ -329,6 +329,27 @@ impl TestGateway {
     }
 }
 
+/// The org's usage report for the current cycle.
+pub async fn usage(gw: &TestGateway, org: &str) -> Value {
+    let (status, body) = gw
+        .admin_call(reqwest::Method::GET, &format!("/orgs/{org}/usage"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// One meter's count in a usage report.
+pub fn used(usage: &Value, meter: &str) -> u64 {
+    usage["quotas"]
+        .as_array()
+        .expect("quotas")
+        .iter()
+        .find(|q| q["meter"] == meter)
+        .expect("meter")["used"]
+        .as_u64()
+        .expect("used")
+}
+
 /// Asserts a problem+json answer and returns its body.
 pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status().as_u16(), status, "status for {code}");

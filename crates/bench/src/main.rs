@@ -378,6 +378,7 @@ fn seed(db: &Path, orgs: usize, keys: usize) -> anyhow::Result<Vec<String>> {
                 updated_at: now,
                 revoked_at: None,
                 quotas: Default::default(),
+                credentials: Default::default(),
             });
         }
         store.insert_many(&org_rows, &key_rows).await?;

@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod api_key;
+pub mod credential;
 pub mod cycle;
 pub mod encoding;
 pub mod idempotency;
@@ -25,6 +26,7 @@ pub mod pricing;
 pub mod ratelimit;
 pub mod reject;
 pub mod route;
+pub mod signing;
 pub mod throttle;
 pub mod time;
 pub mod usage;

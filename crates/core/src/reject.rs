@@ -25,6 +25,26 @@ pub enum Rejection {
     ApiKeyExpired,
     /// The key's organization is suspended.
     OrgSuspended,
+    /// The key's policy demands a signed request and none was sent.
+    SignatureRequired,
+    /// The signature does not match the request (or its headers are malformed).
+    BadSignature,
+    /// The signed timestamp is too far from the gateway's clock.
+    TimestampOutOfWindow,
+    /// The same signature was already accepted within its window.
+    ReplayedRequest,
+    /// The key's policy demands a JWT and none was sent.
+    TokenRequired,
+    /// The JWT's shape, algorithm, signature, issuer, audience or claims are not accepted.
+    InvalidToken,
+    /// The JWT's `exp` has passed.
+    TokenExpired,
+    /// The JWT's `nbf` is in the future.
+    TokenNotYetValid,
+    /// The JWT's organization claim does not name the key's organization.
+    TokenOrgMismatch,
+    /// No client certificate, or not the one the key or token is bound to.
+    CertificateMismatch,
     /// The key is not allowed to call this route's product.
     ProductNotAllowed,
     /// The organization's plan does not open this route's product.
@@ -61,7 +81,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every rejection, for documentation checks and metrics pre-registration.
-    pub const ALL: [Rejection; 25] = [
+    pub const ALL: [Rejection; 35] = [
         Rejection::RouteNotFound,
         Rejection::MethodNotAllowed,
         Rejection::PayloadTooLarge,
@@ -71,6 +91,16 @@ impl Rejection {
         Rejection::ApiKeyRevoked,
         Rejection::ApiKeyExpired,
         Rejection::OrgSuspended,
+        Rejection::SignatureRequired,
+        Rejection::BadSignature,
+        Rejection::TimestampOutOfWindow,
+        Rejection::ReplayedRequest,
+        Rejection::TokenRequired,
+        Rejection::InvalidToken,
+        Rejection::TokenExpired,
+        Rejection::TokenNotYetValid,
+        Rejection::TokenOrgMismatch,
+        Rejection::CertificateMismatch,
         Rejection::ProductNotAllowed,
         Rejection::ProductNotInPlan,
         Rejection::DailySpendLimit,
@@ -101,6 +131,16 @@ impl Rejection {
             Rejection::ApiKeyRevoked => "api_key_revoked",
             Rejection::ApiKeyExpired => "api_key_expired",
             Rejection::OrgSuspended => "org_suspended",
+            Rejection::SignatureRequired => "signature_required",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::TimestampOutOfWindow => "timestamp_out_of_window",
+            Rejection::ReplayedRequest => "replayed_request",
+            Rejection::TokenRequired => "token_required",
+            Rejection::InvalidToken => "invalid_token",
+            Rejection::TokenExpired => "token_expired",
+            Rejection::TokenNotYetValid => "token_not_yet_valid",
+            Rejection::TokenOrgMismatch => "token_org_mismatch",
+            Rejection::CertificateMismatch => "certificate_mismatch",
             Rejection::ProductNotAllowed => "product_not_allowed",
             Rejection::ProductNotInPlan => "product_not_in_plan",
             Rejection::DailySpendLimit => "daily_spend_limit",
@@ -127,7 +167,18 @@ impl Rejection {
             Rejection::MethodNotAllowed => 405,
             Rejection::PayloadTooLarge => 413,
             Rejection::HeaderTooLarge => 431,
-            Rejection::MissingApiKey | Rejection::InvalidApiKey => 401,
+            Rejection::MissingApiKey
+            | Rejection::SignatureRequired
+            | Rejection::BadSignature
+            | Rejection::TimestampOutOfWindow
+            | Rejection::ReplayedRequest
+            | Rejection::TokenRequired
+            | Rejection::InvalidToken
+            | Rejection::TokenExpired
+            | Rejection::TokenNotYetValid
+            | Rejection::TokenOrgMismatch
+            | Rejection::CertificateMismatch
+            | Rejection::InvalidApiKey => 401,
             Rejection::ApiKeyRevoked
             | Rejection::ApiKeyExpired
             | Rejection::OrgSuspended
@@ -161,6 +212,16 @@ impl Rejection {
             Rejection::ApiKeyRevoked => "API key revoked",
             Rejection::ApiKeyExpired => "API key expired",
             Rejection::OrgSuspended => "Organization suspended",
+            Rejection::SignatureRequired => "Request signature required",
+            Rejection::BadSignature => "Request signature invalid",
+            Rejection::TimestampOutOfWindow => "Request timestamp outside the window",
+            Rejection::ReplayedRequest => "Request signature already used",
+            Rejection::TokenRequired => "Token required",
+            Rejection::InvalidToken => "Token invalid",
+            Rejection::TokenExpired => "Token expired",
+            Rejection::TokenNotYetValid => "Token not yet valid",
+            Rejection::TokenOrgMismatch => "Token issued for another organization",
+            Rejection::CertificateMismatch => "Client certificate mismatch",
             Rejection::ProductNotAllowed => "Product not allowed for this key",
             Rejection::ProductNotInPlan => "Product not included in the plan",
             Rejection::DailySpendLimit => "Daily spend limit reached",

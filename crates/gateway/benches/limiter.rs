@@ -68,6 +68,7 @@ fn setup(orgs: usize, keys_per_org: usize) -> (Orgs, Arc<plans::Plan>) {
                         previous_secret: None,
                     },
                     quotas: [None; METERS],
+                    credentials: Default::default(),
                 }
             })
             .collect();

@@ -43,6 +43,145 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     /// The payment provider used for automatic top-ups.
     pub payments: PaymentsConfig,
+    /// Request signatures and the master key sealing signing secrets.
+    pub credentials: CredentialsConfig,
+    /// JWT issuers.
+    pub jwt: JwtConfig,
+}
+
+/// `[credentials]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsConfig {
+    /// Base64 of 32 random bytes; seals signing secrets at rest. Better set
+    /// with `TOLLGATE_MASTER_KEY`. Without it, keys cannot get signing secrets.
+    pub master_key: Option<String>,
+    /// Timestamp window of signed requests, in seconds either side of the
+    /// gateway's clock, by window class. A route uses the class named by its
+    /// `signing_window`, else the one named after its class (`read`/`write`).
+    pub windows: BTreeMap<String, u32>,
+    /// Most signatures remembered for replay detection (oldest dropped first
+    /// only once their window is over; beyond this, signed requests are
+    /// refused rather than risk a replay).
+    pub replay_cache_entries: usize,
+    /// Most verified JWTs cached until their expiry.
+    pub token_cache_entries: usize,
+}
+
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        CredentialsConfig {
+            master_key: None,
+            windows: [
+                ("read".to_owned(), 30),
+                ("write".to_owned(), 30),
+                ("strict".to_owned(), 5),
+            ]
+            .into(),
+            replay_cache_entries: 1_000_000,
+            token_cache_entries: 100_000,
+        }
+    }
+}
+
+/// `[jwt]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// Accepted issuers.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// `[[jwt.issuers]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The `iss` claim this issuer's tokens carry.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must name one of them.
+    pub audiences: Vec<String>,
+    /// Accepted `alg` values: `HS256`, `RS256`, `ES256` or `EdDSA`. A token
+    /// with any other algorithm is refused, whatever its signature.
+    pub algorithms: Vec<String>,
+    /// Shared secret for `HS256`.
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    /// JWKS document on disk (for `RS256`, `ES256`, `EdDSA`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS document URL (for `RS256`, `ES256`, `EdDSA`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// The key set is fetched again this often.
+    #[serde(default = "default_jwks_refresh")]
+    pub refresh_seconds: u64,
+    /// A token with an unknown `kid` fetches the set again, at most once per
+    /// this many seconds.
+    #[serde(default = "default_jwks_cooldown")]
+    pub cooldown_seconds: u64,
+    /// Allowed clock difference for `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// The claim that names the key's organization.
+    #[serde(default = "default_org_claim")]
+    pub org_claim: String,
+    /// Claim values mapped to rate classes; the first match wins.
+    #[serde(default)]
+    pub rate_classes: Vec<ClaimClassConfig>,
+}
+
+/// `[[jwt.issuers.rate_classes]]`: `claim = value` → `class`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimClassConfig {
+    /// Claim name, e.g. `tier` or `aud`.
+    pub claim: String,
+    /// The value (or one of the array's values) that selects the class.
+    pub value: String,
+    /// The plan's rate class to use.
+    pub class: String,
+}
+
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_jwks_cooldown() -> u64 {
+    10
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_org_claim() -> String {
+    "org".to_owned()
+}
+
+/// `[ingress.tls]`: a second, TLS listener that asks for client certificates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the TLS listener.
+    pub listen: SocketAddr,
+    /// Server certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// Server private key, PEM.
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to.
+    pub client_ca_file: PathBuf,
+    /// `optional` (the default: a client may connect without a certificate;
+    /// keys that demand one are refused) or `required`.
+    #[serde(default)]
+    pub client_certificates: ClientCertificates,
+}
+
+/// Whether the TLS listener insists on a client certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificates {
+    /// Asked for, verified if sent.
+    #[default]
+    Optional,
+    /// The handshake fails without one.
+    Required,
 }
 
 /// `[payments]`
@@ -110,6 +249,8 @@ pub struct IngressConfig {
     pub max_body_bytes: u64,
     /// A client that has not sent a complete header section within this time is cut off.
     pub header_read_timeout_ms: u64,
+    /// An optional TLS listener (mTLS).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for IngressConfig {
@@ -119,6 +260,7 @@ impl Default for IngressConfig {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 1024 * 1024,
             header_read_timeout_ms: 10_000,
+            tls: None,
         }
     }
 }
@@ -342,6 +484,113 @@ pub struct RouteConfig {
     /// forwarding (`request` is always 1; `bytes_out` defaults to 1 MiB).
     #[serde(default)]
     pub max_units: BTreeMap<String, u64>,
+    /// The window class (under `[credentials.windows]`) of this route's
+    /// signature timestamps; by default the route's class.
+    #[serde(default)]
+    pub signing_window: Option<String>,
+}
+
+impl Config {
+    fn validate_credentials(&self) -> Result<(), ConfigError> {
+        if let Some(key) = &self.credentials.master_key {
+            crate::secrets::LocalKeyProvider::from_base64(key)
+                .map_err(|e| invalid("credentials.master_key", e.to_string()))?;
+        }
+        for (name, seconds) in &self.credentials.windows {
+            if *seconds == 0 || *seconds > 3600 {
+                return Err(invalid(
+                    format!("credentials.windows.{name}"),
+                    "must be between 1 and 3600 seconds",
+                ));
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let window = route
+                .signing_window
+                .as_deref()
+                .unwrap_or(route.class.as_str());
+            if !self.credentials.windows.contains_key(window) {
+                return Err(invalid(
+                    format!("routes[{i}].signing_window"),
+                    format!("no window class {window:?} under [credentials.windows]"),
+                ));
+            }
+        }
+        for (i, issuer) in self.jwt.issuers.iter().enumerate() {
+            let at = |field: &str| format!("jwt.issuers[{i}].{field}");
+            if issuer.issuer.is_empty() {
+                return Err(invalid(at("issuer"), "must not be empty"));
+            }
+            if self.jwt.issuers[..i]
+                .iter()
+                .any(|o| o.issuer == issuer.issuer)
+            {
+                return Err(invalid(at("issuer"), "names an issuer twice"));
+            }
+            if issuer.audiences.is_empty() {
+                return Err(invalid(
+                    at("audiences"),
+                    "name at least one accepted audience",
+                ));
+            }
+            if issuer.algorithms.is_empty() {
+                return Err(invalid(at("algorithms"), "name at least one algorithm"));
+            }
+            let mut needs_jwks = false;
+            for alg in &issuer.algorithms {
+                match alg.as_str() {
+                    "HS256" => {
+                        if issuer.hs256_secret.as_deref().is_none_or(|s| s.len() < 32) {
+                            return Err(invalid(
+                                at("hs256_secret"),
+                                "HS256 needs a shared secret of at least 32 characters",
+                            ));
+                        }
+                    }
+                    "RS256" | "ES256" | "EdDSA" => needs_jwks = true,
+                    other => {
+                        return Err(invalid(
+                            at("algorithms"),
+                            format!("{other:?} is not supported; use HS256, RS256, ES256 or EdDSA"),
+                        ));
+                    }
+                }
+            }
+            if needs_jwks && issuer.jwks_file.is_none() && issuer.jwks_url.is_none() {
+                return Err(invalid(
+                    at("jwks_file"),
+                    "RS256, ES256 and EdDSA need jwks_file or jwks_url",
+                ));
+            }
+            if issuer.jwks_file.is_some() && issuer.jwks_url.is_some() {
+                return Err(invalid(
+                    at("jwks_url"),
+                    "set jwks_file or jwks_url, not both",
+                ));
+            }
+            if issuer.refresh_seconds == 0 || issuer.cooldown_seconds == 0 {
+                return Err(invalid(
+                    at("refresh_seconds"),
+                    "refresh_seconds and cooldown_seconds must be positive",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each route's signature window in seconds, by route index.
+    pub fn route_windows(&self) -> Vec<u32> {
+        self.routes
+            .iter()
+            .map(|route| {
+                let name = route
+                    .signing_window
+                    .as_deref()
+                    .unwrap_or(route.class.as_str());
+                self.credentials.windows.get(name).copied().unwrap_or(30)
+            })
+            .collect()
+    }
 }
 
 /// Why configuration was refused. Each message names the setting.
@@ -379,6 +628,11 @@ fn env_layer(figment: Figment) -> Figment {
             Env::raw()
                 .only(&["TOLLGATE_ADMIN_TOKEN"])
                 .map(|_| "admin.token".into()),
+        )
+        .merge(
+            Env::raw()
+                .only(&["TOLLGATE_MASTER_KEY"])
+                .map(|_| "credentials.master_key".into()),
         )
 }
 
@@ -432,6 +686,7 @@ impl Config {
             return Err(invalid("admin.token", "must be at least 16 characters"));
         }
         self.upstream_base()?;
+        self.validate_credentials()?;
         let idem = &self.idempotency;
         if idem.retention_seconds == 0 || idem.purge_interval_seconds == 0 {
             return Err(invalid(

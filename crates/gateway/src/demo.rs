@@ -82,6 +82,7 @@ pub async fn seed(sqlite_path: &FsPath, now: UnixMillis) -> StoreResult<Seeded> 
         updated_at: now,
         revoked_at: None,
         quotas: Default::default(),
+        credentials: Default::default(),
     };
     store.create_key(&key).await?;
     // A starting balance of 25.00 and a credit limit of 10.00.

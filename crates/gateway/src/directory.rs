@@ -5,15 +5,17 @@
 //! admin call returns. So a revocation or suspension is in force for the next
 //! request, and the request path never waits on the store.
 
+use crate::secrets::KeyProvider;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tollgate_core::access::{KeyFacts, OrgStatus};
+use tollgate_core::credential::{CredentialPolicy, Thumbprint};
 use tollgate_core::ids::{KeyId, OrgId};
 use tollgate_core::meter::{METERS, Meter};
 use tollgate_core::time::UnixMillis;
-use tollgate_store::{CommitmentRow, KeyRow, OrgRow, Store, StoreResult};
+use tollgate_store::{CommitmentRow, KeyRow, OrgRow, Store};
 
 /// A key as the decision path sees it.
 #[derive(Debug, Clone)]
@@ -26,6 +28,96 @@ pub struct KeyEntry {
     pub facts: KeyFacts,
     /// Per-key cycle quotas, lower than the org's; `None` is no key limit.
     pub quotas: [Option<u64>; METERS],
+    /// What the key demands beyond itself, with its opened signing secrets.
+    pub credentials: LiveCredentials,
+}
+
+/// A key's credentials as the decision path uses them.
+#[derive(Clone, Default)]
+pub struct LiveCredentials {
+    /// On which route classes each credential is demanded.
+    pub policy: CredentialPolicy,
+    /// Opened signing secrets, newest last.
+    pub secrets: Vec<LiveSecret>,
+    /// Certificate thumbprints and the end of their validity.
+    pub pins: Vec<(Thumbprint, Option<UnixMillis>)>,
+}
+
+impl std::fmt::Debug for LiveCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCredentials")
+            .field("policy", &self.policy)
+            .field("secrets", &self.secrets.len())
+            .field("pins", &self.pins.len())
+            .finish()
+    }
+}
+
+/// One opened signing secret.
+#[derive(Clone)]
+pub struct LiveSecret {
+    /// The HMAC key.
+    pub key: Vec<u8>,
+    /// SHA-256 of the Coinbase-scheme passphrase.
+    pub passphrase_hash: [u8; 32],
+    /// End of validity after a rotation.
+    pub expires_at: Option<UnixMillis>,
+}
+
+impl LiveCredentials {
+    /// Secrets valid at `now`.
+    pub fn active_secrets(&self, now: UnixMillis) -> impl Iterator<Item = &LiveSecret> {
+        self.secrets
+            .iter()
+            .filter(move |s| s.expires_at.is_none_or(|end| now < end))
+    }
+
+    /// Whether `thumbprint` matches a pin valid at `now`.
+    pub fn pinned(&self, thumbprint: &Thumbprint, now: UnixMillis) -> bool {
+        let mut found = false;
+        for (pin, expires_at) in &self.pins {
+            let live = expires_at.is_none_or(|end| now < end);
+            found |= live & bool::from(subtle::ConstantTimeEq::ct_eq(&pin[..], &thumbprint[..]));
+        }
+        found
+    }
+
+    fn open(
+        row: &KeyRow,
+        provider: Option<&dyn KeyProvider>,
+    ) -> Result<Self, crate::secrets::SecretError> {
+        let stored = &row.credentials;
+        let mut secrets = Vec::with_capacity(stored.signing_secrets.len());
+        for sealed in &stored.signing_secrets {
+            let provider = provider.ok_or(crate::secrets::SecretError::NoMasterKey)?;
+            let key = provider.open(
+                &sealed.sealed,
+                &crate::secrets::secret_context(row.id.as_str(), &sealed.id),
+            )?;
+            let passphrase_hash = hex::decode(&sealed.passphrase_hash)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or(crate::secrets::SecretError::CannotOpen)?;
+            secrets.push(LiveSecret {
+                key,
+                passphrase_hash,
+                expires_at: sealed.expires_at.map(UnixMillis),
+            });
+        }
+        let pins = stored
+            .certificate_pins
+            .iter()
+            .filter_map(|pin| {
+                tollgate_core::credential::parse_thumbprint(&pin.thumbprint)
+                    .map(|t| (t, pin.expires_at.map(UnixMillis)))
+            })
+            .collect();
+        Ok(LiveCredentials {
+            policy: stored.policy,
+            secrets,
+            pins,
+        })
+    }
 }
 
 /// An organization as the decision path sees it.
@@ -102,12 +194,25 @@ pub struct Directory {
     orgs: DashMap<OrgId, Arc<OrgEntry>>,
     /// Add-ons by org, kept apart so that an org update keeps them.
     commitments: RwLock<HashMap<OrgId, Vec<Commitment>>>,
+    /// Opens sealed signing secrets; `None` when no master key is set.
+    provider: Option<Arc<dyn KeyProvider>>,
 }
 
 impl Directory {
     /// Reads every org and key from the store.
-    pub async fn load(store: &dyn Store, now: UnixMillis) -> StoreResult<Self> {
-        let directory = Directory::default();
+    ///
+    /// Fails if a key's signing secret cannot be opened with `provider`
+    /// (no master key, or another one than sealed it): starting anyway would
+    /// refuse every signed request of that key.
+    pub async fn load(
+        store: &dyn Store,
+        provider: Option<Arc<dyn KeyProvider>>,
+        now: UnixMillis,
+    ) -> anyhow::Result<Self> {
+        let directory = Directory {
+            provider,
+            ..Directory::default()
+        };
         for commitment in store.current_commitments(now).await? {
             directory
                 .commitments
@@ -119,7 +224,17 @@ impl Directory {
         for org in store.all_orgs().await? {
             directory.put_org(&org);
         }
-        store.scan_keys(&mut |key| directory.put_key(&key)).await?;
+        let mut unopened: Option<(KeyId, crate::secrets::SecretError)> = None;
+        store
+            .scan_keys(&mut |key| {
+                if let Err(error) = directory.put_key(&key) {
+                    unopened.get_or_insert((key.id.clone(), error));
+                }
+            })
+            .await?;
+        if let Some((key_id, error)) = unopened {
+            anyhow::bail!("key {key_id}: {error}");
+        }
         Ok(directory)
     }
 
@@ -133,15 +248,35 @@ impl Directory {
         self.orgs.get(id).map(|e| Arc::clone(e.value()))
     }
 
-    /// Replaces (or adds) one key from its stored row.
-    pub fn put_key(&self, row: &KeyRow) {
+    /// Replaces (or adds) one key from its stored row. If its signing
+    /// secrets cannot be opened, the key is still replaced (so a revocation
+    /// is never lost) but without secrets, and the error is returned.
+    pub fn put_key(&self, row: &KeyRow) -> Result<(), crate::secrets::SecretError> {
+        let (credentials, result) = match LiveCredentials::open(row, self.provider.as_deref()) {
+            Ok(credentials) => (credentials, Ok(())),
+            Err(error) => {
+                tracing::error!(key_id = %row.id, %error, "signing secrets of this key cannot be opened");
+                let credentials = LiveCredentials {
+                    policy: row.credentials.policy,
+                    ..LiveCredentials::default()
+                };
+                (credentials, Err(error))
+            }
+        };
         let entry = KeyEntry {
             id: row.id.clone(),
             org_id: row.org_id.clone(),
             facts: row.facts(),
             quotas: key_quotas(&row.quotas),
+            credentials,
         };
         self.keys.insert(row.id.clone(), Arc::new(entry));
+        result
+    }
+
+    /// The provider sealing signing secrets, if a master key is set.
+    pub fn provider(&self) -> Option<&Arc<dyn KeyProvider>> {
+        self.provider.as_ref()
     }
 
     /// Replaces (or adds) one organization from its stored row.

@@ -6,6 +6,7 @@ use crate::config::IdempotencyConfig;
 use crate::directory::{KeyEntry, OrgEntry};
 use crate::limiter::{Admission, Limiter};
 use crate::metered_body::MeteredBody;
+use crate::pipeline::credentials::{self, Peer};
 use crate::pipeline::forward::{self, ForwardSettings, UpstreamClient};
 use crate::pipeline::{Context, Refusal, api_key, idempotency, limits, org, throttle};
 use crate::plans::Plans;
@@ -15,7 +16,6 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tollgate_core::meter::{METERS, Meter};
@@ -34,6 +34,7 @@ pub struct Ingress {
     pub(crate) store: Arc<dyn tollgate_store::Store>,
     pub(crate) idempotency: IdempotencyConfig,
     pub(crate) accounts: Arc<Accounts>,
+    pub(crate) credentials: credentials::Credentials,
     pub(crate) ledger: LedgerWriter,
     pub(crate) route_max_units: Vec<tollgate_core::meter::MeterCounts>,
     pub(crate) autocharger: Arc<crate::autocharge::Autocharger>,
@@ -51,11 +52,11 @@ impl Ingress {
     pub async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
-        remote: SocketAddr,
+        peer: Peer,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let request_id = request_id::take_or_make(request.headers());
-        let (route, outcome) = self.pipeline(request, remote, &request_id).await;
+        let (route, outcome) = self.pipeline(request, &peer, &request_id).await;
         let label = route
             .and_then(|i| self.routes.get(i))
             .map_or("unmatched", |r| r.pattern.as_str());
@@ -75,7 +76,7 @@ impl Ingress {
     async fn pipeline(
         &self,
         request: Request<Incoming>,
-        remote: SocketAddr,
+        peer: &Peer,
         request_id: &str,
     ) -> (Option<usize>, Result<Response<ProxyBody>, Refusal>) {
         // Step 1: limits and route.
@@ -90,7 +91,7 @@ impl Ingress {
             Err(refusal) => return (None, Err(refusal)),
         };
         let request = Request::from_parts(parts, body);
-        let outcome = self.after_route(request, route, remote, request_id).await;
+        let outcome = self.after_route(request, route, peer, request_id).await;
         (Some(route), outcome)
     }
 
@@ -98,7 +99,7 @@ impl Ingress {
         &self,
         request: Request<Incoming>,
         route: usize,
-        remote: SocketAddr,
+        peer: &Peer,
         request_id: &str,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let Some(spec) = self.routes.get(route) else {
@@ -111,6 +112,7 @@ impl Ingress {
             class: spec.class,
             key: None,
             rate_class: None,
+            signature: None,
         };
         let now = self.clock.now();
         // Step 2: API key.
@@ -118,6 +120,31 @@ impl Ingress {
             api_key::authenticate(&self.directory, request.headers(), &context.product, now)?;
         // Step 3: organization.
         let (org_entry, plan) = org::check(&self.directory, &self.plans, &key, &context.product)?;
+        // Step 4: credentials the key's policy demands (and any signature sent).
+        let (parts, body) = request.into_parts();
+        let body = if credentials::needs_body(&parts.headers, &key, spec.class) {
+            RequestBody::Buffered(idempotency::read_body(body, self.max_body_bytes).await?)
+        } else {
+            RequestBody::Streaming(body)
+        };
+        let verified = credentials::check(
+            &self.credentials,
+            &parts,
+            body.buffered(),
+            &key,
+            spec.class,
+            route,
+            peer,
+            now,
+        )
+        .await?;
+        context.signature = verified.scheme;
+        if let Some(token) = &verified.token {
+            context.rate_class.clone_from(&token.rate_class);
+        }
+        if let Some(scheme) = verified.scheme {
+            tracing::debug!(request_id, key_id = %key.id, scheme = scheme.as_str(), "signature verified");
+        }
         // Step 5: spend management (every org, pay-as-you-go or not).
         let write = spec.class == tollgate_core::route::RouteClass::Write;
         if let Err(refusal) =
@@ -137,7 +164,7 @@ impl Ingress {
                 org: &org_entry,
                 key: &key,
                 plan,
-                cost: plan.cost(route, spec, request.method().as_str()),
+                cost: plan.cost(route, spec, parts.method.as_str()),
                 class: context.rate_class.as_deref(),
                 now,
                 now_nanos: self.clock.now_nanos(),
@@ -153,11 +180,12 @@ impl Ingress {
         // back the request count the throttle step took.
         let result = self
             .after_admission(
-                request,
+                parts,
+                body,
                 spec,
                 &context,
                 source,
-                remote,
+                peer,
                 &org_entry,
                 plan.as_deref(),
                 &key,
@@ -185,11 +213,12 @@ impl Ingress {
     #[allow(clippy::too_many_arguments)]
     async fn after_admission(
         &self,
-        request: Request<Incoming>,
+        parts: http::request::Parts,
+        body: RequestBody,
         spec: &tollgate_core::route::Route,
         context: &Context,
         source: api_key::KeySource,
-        remote: SocketAddr,
+        peer: &Peer,
         org_entry: &OrgEntry,
         plan: Option<&crate::plans::Plan>,
         key: &KeyEntry,
@@ -197,11 +226,15 @@ impl Ingress {
         now: tollgate_core::time::UnixMillis,
     ) -> Result<Response<ProxyBody>, Refusal> {
         // Step 8: idempotency.
-        let (parts, body) = request.into_parts();
         let (body, ticket) = match idempotency::key_of(&parts.headers, spec.idempotency)? {
-            None => (forward::streamed(body, self.max_body_bytes), None),
+            None => (body.into_proxy_body(self.max_body_bytes), None),
             Some(idem_key) => {
-                let bytes = idempotency::read_body(body, self.max_body_bytes).await?;
+                let bytes = match body {
+                    RequestBody::Buffered(bytes) => bytes,
+                    RequestBody::Streaming(body) => {
+                        idempotency::read_body(body, self.max_body_bytes).await?
+                    }
+                };
                 let step = idempotency::begin(
                     self.store.as_ref(),
                     &self.idempotency,
@@ -270,7 +303,7 @@ impl Ingress {
         };
         // Step 10: forward.
         let request = Request::from_parts(parts, body);
-        let sent = match forward::prepare(request, context, source, remote, &self.forward) {
+        let sent = match forward::prepare(request, context, source, peer, &self.forward) {
             Ok(upstream_request) => {
                 forward::send(&self.client, upstream_request, &self.forward).await
             }
@@ -488,6 +521,29 @@ fn spend_refusal(refusal: SpendRefusal, now: tollgate_core::time::UnixMillis) ->
         .max(1);
     Refusal::new(rejection, detail)
         .with_header(throttle::RETRY_AFTER.clone(), HeaderValue::from(seconds))
+}
+
+/// The request body: still streaming, or read whole (step 4 read it to check
+/// a signature, so that later steps and the upstream see the same bytes).
+enum RequestBody {
+    Streaming(Incoming),
+    Buffered(bytes::Bytes),
+}
+
+impl RequestBody {
+    fn buffered(&self) -> Option<&[u8]> {
+        match self {
+            RequestBody::Buffered(bytes) => Some(bytes),
+            RequestBody::Streaming(_) => None,
+        }
+    }
+
+    fn into_proxy_body(self, limit: u64) -> ProxyBody {
+        match self {
+            RequestBody::Streaming(body) => forward::streamed(body, limit),
+            RequestBody::Buffered(bytes) => forward::full(bytes),
+        }
+    }
 }
 
 /// The throttle step's result carried through the later steps.

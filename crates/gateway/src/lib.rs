@@ -25,6 +25,7 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 pub mod ingress;
+pub mod jwt;
 pub mod limiter;
 pub mod metered_body;
 pub mod metrics;
@@ -34,7 +35,9 @@ pub mod plans;
 pub mod problem;
 pub mod random;
 pub mod request_id;
+pub mod secrets;
 pub mod server;
+pub mod tls;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;

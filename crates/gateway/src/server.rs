@@ -8,6 +8,7 @@ use crate::ingress::Ingress;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::payments::{PaymentProvider, StripeProvider};
+use crate::pipeline::credentials::Peer;
 use crate::pipeline::forward::ForwardSettings;
 use crate::plans::{self, Plans};
 use crate::{Clock, Config, SystemClock};
@@ -26,6 +27,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tollgate_store::{SqliteStore, Store};
 
+/// A TLS client that has not finished its handshake by then is cut off.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long in-flight requests get to finish after shutdown is asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,13 +40,15 @@ fn hyper_head_buffer(max_header_bytes: usize) -> usize {
     max_header_bytes.saturating_add(64 * 1024).max(8192)
 }
 
-/// The two listeners, bound by the caller (tests bind port 0).
+/// The listeners, bound by the caller (tests bind port 0).
 #[derive(Debug)]
 pub struct Listeners {
     /// Client-facing.
     pub ingress: TcpListener,
     /// Operator-facing.
     pub admin: TcpListener,
+    /// Client-facing TLS (mTLS), when `[ingress.tls]` is set.
+    pub tls: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -59,12 +65,27 @@ impl Listeners {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("cannot listen on admin.listen = {}", config.admin.listen))?;
-        Ok(Listeners { ingress, admin })
+        let tls = match &config.ingress.tls {
+            None => None,
+            Some(tls) => Some(TcpListener::bind(tls.listen).await.with_context(|| {
+                format!("cannot listen on ingress.tls.listen = {}", tls.listen)
+            })?),
+        };
+        Ok(Listeners {
+            ingress,
+            admin,
+            tls,
+        })
     }
 
     /// Actual ingress address (useful with port 0).
     pub fn ingress_addr(&self) -> std::io::Result<SocketAddr> {
         self.ingress.local_addr()
+    }
+
+    /// Actual TLS ingress address.
+    pub fn tls_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.tls.as_ref().map(TcpListener::local_addr)
     }
 
     /// Actual admin address.
@@ -108,7 +129,7 @@ pub async fn run_with(
     );
     let now = clock.now();
     let directory = Arc::new(
-        Directory::load(store.as_ref(), now)
+        Directory::load(store.as_ref(), key_provider(&config)?, now)
             .await
             .context("cannot load keys and orgs")?,
     );
@@ -134,8 +155,34 @@ pub async fn run_with(
     let routes = config.route_table()?;
     let plans = Arc::new(plans::compile(&config, &routes));
 
+    let jwt = crate::jwt::JwtVerifier::start(&config.jwt, config.credentials.token_cache_entries)
+        .await
+        .context("cannot start the JWT verifier")?;
+    let credentials = crate::pipeline::credentials::Credentials {
+        windows: config.route_windows(),
+        replays: crate::pipeline::credentials::ReplayCache::new(
+            config.credentials.replay_cache_entries,
+        ),
+        jwt,
+    };
+    let tls_acceptor = match &config.ingress.tls {
+        None => None,
+        Some(tls) => Some(crate::tls::acceptor(tls).context("ingress.tls")?),
+    };
+    if tls_acceptor.is_some() != listeners.tls.is_some() {
+        anyhow::bail!("ingress.tls is set but no TLS listener was bound, or the reverse");
+    }
     let ingress = Arc::new(build_ingress(
-        &config, routes, &plans, &directory, &limiter, &clock, &metrics, &store, &accounts,
+        &config,
+        routes,
+        &plans,
+        &directory,
+        &limiter,
+        &clock,
+        &metrics,
+        &store,
+        &accounts,
+        credentials,
     )?);
     let admin_state = AdminState::new(
         Arc::clone(&config),
@@ -158,8 +205,19 @@ pub async fn run_with(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(admin::serve(listeners.admin, admin_state, stop_rx.clone()));
+    let tls_task = match (listeners.tls, tls_acceptor) {
+        (Some(listener), Some(acceptor)) => Some(tokio::spawn(serve_ingress(
+            listener,
+            Some(acceptor),
+            Arc::clone(&ingress),
+            Arc::clone(&config),
+            stop_rx.clone(),
+        ))),
+        _ => None,
+    };
     let ingress_task = tokio::spawn(serve_ingress(
         listeners.ingress,
+        None,
         ingress,
         Arc::clone(&config),
         stop_rx.clone(),
@@ -182,6 +240,9 @@ pub async fn run_with(
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);
     let _ = ingress_task.await;
+    if let Some(task) = tls_task {
+        let _ = task.await;
+    }
     let _ = admin_task.await;
     let _ = flush_task.await;
     let _ = purge_task.await;
@@ -239,6 +300,16 @@ async fn flush_usage(
     }
 }
 
+/// The provider sealing signing secrets: the configured master key, if any.
+fn key_provider(config: &Config) -> anyhow::Result<Option<Arc<dyn crate::secrets::KeyProvider>>> {
+    let Some(key) = &config.credentials.master_key else {
+        return Ok(None);
+    };
+    let provider = crate::secrets::LocalKeyProvider::from_base64(key)
+        .map_err(|e| anyhow::anyhow!("credentials.master_key: {e}"))?;
+    Ok(Some(Arc::new(provider)))
+}
+
 fn provider(config: &Config) -> anyhow::Result<Option<Arc<dyn PaymentProvider>>> {
     let Some(key) = &config.payments.stripe_secret_key else {
         return Ok(None);
@@ -259,6 +330,7 @@ fn build_ingress(
     metrics: &Arc<Metrics>,
     store: &Arc<dyn Store>,
     accounts: &Arc<Accounts>,
+    credentials: crate::pipeline::credentials::Credentials,
 ) -> anyhow::Result<Ingress> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_millis(
@@ -280,6 +352,7 @@ fn build_ingress(
         store: Arc::clone(store),
         idempotency: config.idempotency.clone(),
         accounts: Arc::clone(accounts),
+        credentials,
         ledger: LedgerWriter::start(Arc::clone(store)),
         route_max_units: accounts::route_max_units(config),
         autocharger: Arc::new(Autocharger::new(
@@ -306,6 +379,7 @@ fn build_ingress(
 
 async fn serve_ingress(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     ingress: Arc<Ingress>,
     config: Arc<Config>,
     mut stop: watch::Receiver<bool>,
@@ -333,14 +407,50 @@ async fn serve_ingress(
                 };
                 let _ = stream.set_nodelay(true);
                 let ingress = Arc::clone(&ingress);
-                let service = service_fn(move |request| Arc::clone(&ingress).handle(request, remote));
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, %remote, "connection ended with an error");
+                match &tls {
+                    None => {
+                        let peer = Peer::plain(remote);
+                        let service = service_fn(move |request| Arc::clone(&ingress).handle(request, peer));
+                        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                        let connection = graceful.watch(connection);
+                        tokio::spawn(async move {
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%error, %remote, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, so a
+                        // slow client cannot hold up the accept loop.
+                        let acceptor = acceptor.clone();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                            let stream = match handshake {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%error, %remote, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%remote, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let peer = Peer {
+                                remote,
+                                certificate: crate::tls::client_thumbprint(stream.get_ref().1),
+                                tls: true,
+                            };
+                            let service = service_fn(move |request| Arc::clone(&ingress).handle(request, peer));
+                            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                            if let Err(error) = watcher.watch(connection).await {
+                                tracing::debug!(%error, %remote, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             _ = stop.changed() => break,
         }

@@ -13,8 +13,9 @@ mod rows;
 mod sqlite;
 
 pub use rows::{
-    AccountRow, AutochargeSettings, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin, KeyRow,
-    NewEntry, OrgRow, Posted, StoredResponse, UsageRow,
+    AccountRow, AutochargeSettings, CertificatePin, CommitmentRow, EntryKind, EntryRow,
+    IdempotencyBegin, KeyCredentials, KeyRow, NewEntry, OrgRow, Posted, SealedSecret,
+    StoredResponse, UsageRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -107,6 +108,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &KeyId,
         quotas: &BTreeMap<String, u64>,
+        now: UnixMillis,
+    ) -> StoreResult<Option<KeyRow>>;
+
+    /// Replaces a key's credential policy, sealed signing secrets and
+    /// certificate pins in one statement; returns the updated row.
+    async fn set_key_credentials(
+        &self,
+        id: &KeyId,
+        credentials: &KeyCredentials,
         now: UnixMillis,
     ) -> StoreResult<Option<KeyRow>>;
 

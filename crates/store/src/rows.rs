@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use tollgate_core::access::{KeyFacts, KeyStatus, OrgStatus, ProductScope};
 use tollgate_core::api_key::SecretHash;
+use tollgate_core::credential::CredentialPolicy;
 use tollgate_core::ids::{KeyId, OrgId};
 use tollgate_core::time::UnixMillis;
 
@@ -56,6 +57,52 @@ pub struct KeyRow {
     pub revoked_at: Option<UnixMillis>,
     /// Per-key quota limits per cycle, by meter name; lower than the org's.
     pub quotas: BTreeMap<String, u64>,
+    /// What the key demands beyond itself, its sealed signing secrets and
+    /// its certificate pins.
+    pub credentials: KeyCredentials,
+}
+
+/// A key's credentials, stored as one JSON document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyCredentials {
+    /// On which route classes a signature, a JWT or a certificate is demanded.
+    #[serde(default)]
+    pub policy: CredentialPolicy,
+    /// Signing secrets, newest last; more than one only during a rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_secrets: Vec<SealedSecret>,
+    /// Certificate pins, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_pins: Vec<CertificatePin>,
+}
+
+/// A signing secret, sealed (encrypted and authenticated) under the master
+/// key; only the gateway's key provider can open it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SealedSecret {
+    /// `ss_…`, shown in listings.
+    pub id: String,
+    /// Base64 of the provider's sealed form.
+    pub sealed: String,
+    /// Hex SHA-256 of the Coinbase-scheme passphrase.
+    pub passphrase_hash: String,
+    /// Creation, Unix milliseconds.
+    pub created_at: i64,
+    /// End of validity after a rotation, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// A client certificate a key is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertificatePin {
+    /// Hex SHA-256 of the certificate's DER.
+    pub thumbprint: String,
+    /// Creation, Unix milliseconds.
+    pub created_at: i64,
+    /// End of validity after a rotation, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 impl KeyRow {

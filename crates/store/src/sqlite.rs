@@ -1,9 +1,9 @@
 //! The embedded backend: SQLite in one file.
 
 use crate::{
-    AccountRow, AutochargeSettings, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin, KeyRow,
-    NewEntry, OrgRow, Posted, Store, StoreError, StoreResult, StoredResponse, UsageRow,
-    key_status_text, org_status_text,
+    AccountRow, AutochargeSettings, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin,
+    KeyCredentials, KeyRow, NewEntry, OrgRow, Posted, Store, StoreError, StoreResult,
+    StoredResponse, UsageRow, key_status_text, org_status_text,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -28,7 +28,7 @@ pub struct SqliteStore {
 const ORG_COLUMNS: &str =
     "id, name, status, plan, cycle_anchor, pay_as_you_go, created_at, updated_at";
 const KEY_COLUMNS: &str = "id, org_id, name, products, status, expires_at, secret_hash, \
-     previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at, quotas";
+     previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at, quotas, credentials";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies
@@ -256,6 +256,8 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRow> {
         updated_at: UnixMillis(row.try_get("updated_at")?),
         revoked_at: millis("revoked_at")?,
         quotas: quotas_from(row.try_get("quotas")?)?,
+        credentials: serde_json::from_str(row.try_get("credentials")?)
+            .map_err(|e| corrupt("key credentials", e))?,
     })
 }
 
@@ -346,10 +348,12 @@ fn insert_key(
 ) -> StoreResult<sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>>> {
     let products = serde_json::to_string(&key.products).map_err(|e| corrupt("products", e))?;
     let quotas = quotas_text(&key.quotas)?;
+    let credentials =
+        serde_json::to_string(&key.credentials).map_err(|e| corrupt("credentials", e))?;
     Ok(query(
             "INSERT INTO api_keys (id, org_id, name, products, status, expires_at, secret_hash, \
-             previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at, quotas) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             previous_secret_hash, previous_secret_expires_at, created_at, updated_at, revoked_at, quotas, credentials) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(key.id.as_str())
         .bind(key.org_id.as_str())
@@ -363,7 +367,8 @@ fn insert_key(
         .bind(key.created_at.0)
         .bind(key.updated_at.0)
         .bind(key.revoked_at.map(|t| t.0))
-        .bind(quotas))
+        .bind(quotas)
+        .bind(credentials))
 }
 
 fn to_i64(value: u64) -> StoreResult<i64> {
@@ -520,6 +525,25 @@ impl Store for SqliteStore {
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
+        self.fetch_key(id.as_str()).await
+    }
+
+    async fn set_key_credentials(
+        &self,
+        id: &KeyId,
+        credentials: &KeyCredentials,
+        now: UnixMillis,
+    ) -> StoreResult<Option<KeyRow>> {
+        let text = serde_json::to_string(credentials).map_err(|e| corrupt("credentials", e))?;
+        let done = query("UPDATE api_keys SET credentials = ?, updated_at = ? WHERE id = ?")
+            .bind(text)
+            .bind(now.0)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
         self.fetch_key(id.as_str()).await
     }
 

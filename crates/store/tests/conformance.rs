@@ -35,6 +35,7 @@ fn key(n: u8, org: &OrgId) -> KeyRow {
         updated_at: UnixMillis(1_000),
         revoked_at: None,
         quotas: Default::default(),
+        credentials: Default::default(),
     }
 }
 

@@ -35,6 +35,8 @@ pub struct KeyView {
     revoked_at: Option<String>,
     /// Per-key cycle quotas by meter.
     quotas: std::collections::BTreeMap<String, u64>,
+    /// Credential policy, signing secrets (ids only) and certificate pins.
+    credentials: super::credentials::CredentialsView,
 }
 
 impl KeyView {
@@ -54,6 +56,7 @@ impl KeyView {
             updated_at: row.updated_at.to_rfc3339(),
             revoked_at: row.revoked_at.map(UnixMillis::to_rfc3339),
             quotas: row.quotas.clone(),
+            credentials: super::credentials::CredentialsView::of(&row.credentials, now),
         }
     }
 
@@ -70,6 +73,9 @@ pub(crate) struct KeyWithSecret {
     view: KeyView,
     /// The full key, `tg_<id>_<secret>`. Store it now: it is not shown again.
     key: String,
+    /// A signing secret made with the key, shown this once.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    signing: Option<super::credentials::NewSecret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +86,18 @@ pub(crate) struct CreateKey {
     products: Option<Vec<String>>,
     #[serde(default)]
     expires_at: Option<String>,
+    /// On which route classes a signature, a JWT, a certificate is demanded.
+    #[serde(default)]
+    credentials: Option<super::credentials::PolicyRequest>,
+    /// Make a signing secret now (implied when `credentials.signature` demands one).
+    #[serde(default)]
+    signing_secret: Option<bool>,
+    /// The Coinbase-scheme passphrase; generated when absent.
+    #[serde(default)]
+    passphrase: Option<String>,
+    /// Certificate thumbprints to pin (hex SHA-256 of the DER, or x5t#S256).
+    #[serde(default)]
+    certificate_pins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +175,32 @@ pub(crate) async fn create(
     }
     let id = KeyId::from_random(crate::random::bytes::<KEY_ID_BYTES>());
     let secret = new_secret();
+    let policy = body
+        .credentials
+        .unwrap_or_default()
+        .apply(Default::default());
+    let mut credentials = tollgate_store::KeyCredentials {
+        policy,
+        signing_secrets: Vec::new(),
+        certificate_pins: super::credentials::parse_pins(&body.certificate_pins, now)?,
+    };
+    let wants_secret = body
+        .signing_secret
+        .unwrap_or(policy.signature != tollgate_core::credential::ClassSet::None);
+    let signing = if wants_secret {
+        let (sealed, shown) =
+            super::credentials::make_secret(&state, id.as_str(), body.passphrase, now)?;
+        credentials.signing_secrets.push(sealed);
+        Some(shown)
+    } else {
+        if body.passphrase.is_some() {
+            return Err(AdminError::invalid(
+                "passphrase goes with a signing secret: set signing_secret: true",
+            ));
+        }
+        None
+    };
+    super::credentials::check_policy(&state, &credentials)?;
     let row = KeyRow {
         secret_hash: SecretHash::of(id.as_str(), &secret),
         id,
@@ -171,13 +215,15 @@ pub(crate) async fn create(
         updated_at: now,
         revoked_at: None,
         quotas: Default::default(),
+        credentials,
     };
     state.store.create_key(&row).await?;
-    state.directory.put_key(&row);
+    let _ = state.directory.put_key(&row);
     tracing::info!(key_id = %row.id, org_id = %row.org_id, "key created");
     let body = KeyWithSecret {
         key: api_key::format(&row.id, &secret),
         view: KeyView::of(&row, now),
+        signing,
     };
     let location = format!("/admin/v1/keys/{}", row.id);
     Ok((
@@ -222,7 +268,7 @@ pub(crate) async fn revoke(
     let id = parse_key_id(&id)?;
     let now = state.clock.now();
     let row = found(state.store.revoke_key(&id, now).await?, &id)?;
-    state.directory.put_key(&row);
+    let _ = state.directory.put_key(&row);
     tracing::info!(key_id = %row.id, "key revoked");
     Ok(Json(KeyView::of(&row, now)))
 }
@@ -262,10 +308,11 @@ pub(crate) async fn rotate(
         .rotate_key(&id, SecretHash::of(id.as_str(), &secret), until, now)
         .await?
         .ok_or_else(|| AdminError::conflict("key_revoked", "the key was revoked while rotating"))?;
-    state.directory.put_key(&row);
+    let _ = state.directory.put_key(&row);
     tracing::info!(key_id = %row.id, overlap_seconds = overlap, "key rotated");
     Ok(Json(KeyWithSecret {
         key: api_key::format(&row.id, &secret),
         view: KeyView::of(&row, now),
+        signing: None,
     }))
 }

@@ -48,7 +48,7 @@ pub(crate) async fn set_key_quotas(
         state.store.set_key_quotas(&id, &body.quotas, now).await?,
         &id,
     )?;
-    state.directory.put_key(&row);
+    let _ = state.directory.put_key(&row);
     tracing::info!(key_id = %row.id, quotas = ?row.quotas, "key quotas changed");
     Ok(Json(KeyView::of_row(&row, now)))
 }

@@ -10,6 +10,7 @@
 //! Every change writes the store first, then the in-memory directory, then
 //! answers, so it is in force for the next ingress request.
 
+mod credentials;
 mod keys;
 mod limits;
 mod money;
@@ -193,6 +194,16 @@ pub fn router(state: AdminState) -> Router {
         .route("/keys/{id}", get(keys::get))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/keys/{id}/rotate", post(keys::rotate))
+        .route("/keys/{id}/credentials", put(credentials::set_policy))
+        .route(
+            "/keys/{id}/signing-secrets",
+            post(credentials::new_signing_secret),
+        )
+        .route("/keys/{id}/certificate-pins", post(credentials::add_pin))
+        .route(
+            "/keys/{id}/certificate-pins/{thumbprint}",
+            axum::routing::delete(credentials::remove_pin),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

@@ -2,7 +2,8 @@
 //! the secret's hash in constant time, then check status, expiry and product.
 //!
 //! Where the key is read from: `X-API-Key` if present (so that `Authorization`
-//! stays free for a JWT), otherwise `Authorization: Bearer tg_…`.
+//! stays free for a JWT), then `CB-ACCESS-KEY` (a bot using the Coinbase
+//! signing scheme), otherwise `Authorization: Bearer tg_…`.
 
 use super::Refusal;
 use crate::directory::{Directory, KeyEntry};
@@ -25,6 +26,8 @@ pub enum KeySource {
     Header,
     /// `Authorization: Bearer`
     Bearer,
+    /// `CB-ACCESS-KEY` (the Coinbase signing scheme)
+    Coinbase,
 }
 
 fn challenge(refusal: Refusal) -> Refusal {
@@ -45,6 +48,12 @@ pub fn presented(headers: &HeaderMap) -> Result<(&str, KeySource), Refusal> {
             .to_str()
             .map_err(|_| invalid("the API key is not a valid key"))?;
         return Ok((text.trim(), KeySource::Header));
+    }
+    if let Some(value) = headers.get(tollgate_core::signing::CB_KEY_HEADER) {
+        let text = value
+            .to_str()
+            .map_err(|_| invalid("the API key is not a valid key"))?;
+        return Ok((text.trim(), KeySource::Coinbase));
     }
     if let Some(value) = headers.get(AUTHORIZATION) {
         let text = value

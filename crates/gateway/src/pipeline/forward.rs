@@ -21,7 +21,6 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tollgate_core::Rejection;
 
@@ -48,6 +47,9 @@ pub static TOLLGATE_ORG_ID: HeaderName = HeaderName::from_static("tollgate-org-i
 pub static TOLLGATE_KEY_ID: HeaderName = HeaderName::from_static("tollgate-key-id");
 /// `Tollgate-Product`, sent to the upstream.
 pub static TOLLGATE_PRODUCT: HeaderName = HeaderName::from_static("tollgate-product");
+/// `Tollgate-Signature-Scheme`: which signature scheme verified the request.
+pub static TOLLGATE_SIGNATURE_SCHEME: HeaderName =
+    HeaderName::from_static("tollgate-signature-scheme");
 /// `Tollgate-Route-Class`, sent to the upstream.
 pub static TOLLGATE_ROUTE_CLASS: HeaderName = HeaderName::from_static("tollgate-route-class");
 
@@ -109,7 +111,7 @@ pub fn prepare(
     request: Request<ProxyBody>,
     context: &Context,
     source: KeySource,
-    remote: SocketAddr,
+    peer: &super::credentials::Peer,
     settings: &ForwardSettings,
 ) -> Result<Request<ProxyBody>, Refusal> {
     let (mut parts, body) = request.into_parts();
@@ -129,6 +131,17 @@ pub fn prepare(
         KeySource::Bearer => {
             headers.remove(AUTHORIZATION);
         }
+        KeySource::Coinbase => {}
+    }
+    // The Coinbase scheme's headers are credentials for tollgate (the
+    // passphrase above all): the upstream never sees them.
+    for name in [
+        tollgate_core::signing::CB_KEY_HEADER,
+        tollgate_core::signing::CB_SIGN_HEADER,
+        tollgate_core::signing::CB_TIMESTAMP_HEADER,
+        tollgate_core::signing::CB_PASSPHRASE_HEADER,
+    ] {
+        headers.remove(name);
     }
     if let Ok(host) = HeaderValue::from_str(settings.base.authority.as_str()) {
         headers.insert(HOST, host);
@@ -136,7 +149,7 @@ pub fn prepare(
     if let Some(host) = original_host {
         headers.insert(&X_FORWARDED_HOST, host);
     }
-    let client_ip = remote.ip().to_string();
+    let client_ip = peer.remote.ip().to_string();
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(previous) => format!("{previous}, {client_ip}"),
         None => client_ip,
@@ -144,7 +157,16 @@ pub fn prepare(
     if let Some(value) = header_value(&forwarded_for) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(
+        &X_FORWARDED_PROTO,
+        HeaderValue::from_static(if peer.tls { "https" } else { "http" }),
+    );
+    if let Some(scheme) = context.signature {
+        headers.insert(
+            &TOLLGATE_SIGNATURE_SCHEME,
+            HeaderValue::from_static(scheme.as_str()),
+        );
+    }
     if let Some(value) = header_value(&context.request_id) {
         headers.insert(&REQUEST_ID, value);
     }

@@ -4,6 +4,7 @@
 //! stored for a refused request.
 
 pub mod api_key;
+pub mod credentials;
 pub mod forward;
 pub mod idempotency;
 pub mod limits;
@@ -33,6 +34,8 @@ pub struct Context {
     /// A rate class named by a credential (the JWT step will set it from a
     /// claim such as `tier=premium`); `None` uses the plan's default class.
     pub rate_class: Option<String>,
+    /// The signature scheme that verified the request (step 4), if signed.
+    pub signature: Option<tollgate_core::signing::Scheme>,
 }
 
 /// A step's refusal: which rejection, a human detail, and any extra headers

@@ -176,6 +176,8 @@ pub fn test_config(upstream: SocketAddr, sqlite: &std::path::Path) -> Config {
 /// A running gateway with its upstream.
 pub struct TestGateway {
     pub ingress: SocketAddr,
+    /// The TLS ingress, when the config has `[ingress.tls]`.
+    pub tls: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub upstream: Upstream,
     pub clock: ManualClock,
@@ -208,7 +210,16 @@ impl TestGateway {
             .await
             .expect("bind ingress");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-        let listeners = Listeners { ingress, admin };
+        let tls = match &config.ingress.tls {
+            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind tls")),
+            None => None,
+        };
+        let listeners = Listeners {
+            ingress,
+            admin,
+            tls,
+        };
+        let tls = listeners.tls_addr().map(|a| a.expect("addr"));
         let ingress = listeners.ingress_addr().expect("addr");
         let admin = listeners.admin_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -223,6 +234,7 @@ impl TestGateway {
         ));
         let http = reqwest::Client::builder().build().expect("client");
         let gateway = TestGateway {
+            tls,
             ingress,
             admin,
             upstream,

@@ -274,6 +274,39 @@ fn quota_map(quotas: Vec<(String, u64)>) -> serde_json::Map<String, Value> {
         .collect()
 }
 
+/// `--signature`, `--jwt`, `--certificate`: each none, read, write or all.
+#[derive(Debug, clap::Args)]
+struct PolicyArgs {
+    /// Route classes on which a request signature is demanded.
+    #[arg(long, value_parser = ["none", "read", "write", "all"])]
+    signature: Option<String>,
+    /// Route classes on which a JWT is demanded.
+    #[arg(long, value_parser = ["none", "read", "write", "all"])]
+    jwt: Option<String>,
+    /// Route classes on which a pinned client certificate is demanded.
+    #[arg(long, value_parser = ["none", "read", "write", "all"])]
+    certificate: Option<String>,
+}
+
+impl PolicyArgs {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        if self.signature.is_none() && self.jwt.is_none() && self.certificate.is_none() {
+            return None;
+        }
+        let mut policy = serde_json::Map::new();
+        for (name, value) in [
+            ("signature", &self.signature),
+            ("jwt", &self.jwt),
+            ("certificate", &self.certificate),
+        ] {
+            if let Some(value) = value {
+                policy.insert(name.to_owned(), json!(value));
+            }
+        }
+        Some(serde_json::Value::Object(policy))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum KeyCommand {
     /// Create a key; the full key is printed once.
@@ -290,7 +323,48 @@ enum KeyCommand {
         /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
         #[arg(long)]
         expires_at: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Make a signing secret (implied by --signature other than none);
+        /// printed once with its passphrase.
+        #[arg(long)]
+        signing_secret: bool,
+        /// The Coinbase-scheme passphrase (generated when absent).
+        #[arg(long)]
+        passphrase: Option<String>,
+        /// Pin a client certificate: hex SHA-256 of its DER, or x5t#S256 (repeat for several).
+        #[arg(long = "pin")]
+        pins: Vec<String>,
     },
+    /// Set what a key demands besides itself, per route class.
+    Credentials {
+        id: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Make a new signing secret (printed once); the old ones keep working for the overlap.
+    SigningSecret {
+        id: String,
+        /// Seconds the replaced secrets stay valid (default from the gateway's config).
+        #[arg(long)]
+        overlap_seconds: Option<u64>,
+        /// The Coinbase-scheme passphrase (generated when absent).
+        #[arg(long)]
+        passphrase: Option<String>,
+    },
+    /// Pin a key to a client certificate (hex SHA-256 of its DER, or x5t#S256).
+    Pin {
+        id: String,
+        thumbprint: String,
+        /// The existing pins stop working after the overlap.
+        #[arg(long)]
+        replace: bool,
+        /// Seconds the replaced pins stay valid (with --replace).
+        #[arg(long)]
+        overlap_seconds: Option<u64>,
+    },
+    /// Remove a certificate pin.
+    Unpin { id: String, thumbprint: String },
     /// List an organization's keys (never their secrets).
     List {
         /// Organization id.
@@ -443,7 +517,8 @@ async fn serve_demo() -> anyhow::Result<ExitCode> {
     let listeners = Listeners::bind(&config).await.context(
         "is another tollgate running? Pick other ports with TOLLGATE_INGRESS__LISTEN and TOLLGATE_ADMIN__LISTEN",
     )?;
-    let seeded = demo::seed(&sqlite, SystemClock.now()).await?;
+    let master_key = config.credentials.master_key.clone().unwrap_or_default();
+    let seeded = demo::seed(&sqlite, &master_key, SystemClock.now()).await?;
     let ingress = listeners.ingress_addr()?;
     let admin = listeners.admin_addr()?;
     let token = config.admin.token.clone().unwrap_or_default();
@@ -453,6 +528,12 @@ async fn serve_demo() -> anyhow::Result<ExitCode> {
     println!("demo org: {}", seeded.org_id);
     println!("demo key: {}", seeded.key);
     println!("admin token: {token}");
+    println!(
+        "demo signing key: {} (writes must be signed)",
+        seeded.signed_key
+    );
+    println!("  signing secret: {}", seeded.signing_secret);
+    println!("  passphrase: {}", seeded.passphrase);
     println!();
     println!("Try:");
     println!(
@@ -470,6 +551,11 @@ async fn serve_demo() -> anyhow::Result<ExitCode> {
     println!(
         "  curl -s http://{admin}/admin/v1/orgs/{}/balance -H 'Authorization: Bearer {token}'   # pay-as-you-go: every call moves it",
         seeded.org_id
+    );
+    println!("A signed order with the client SDK (docs/signing.md):");
+    println!(
+        "  TOLLGATE_URL=http://{ingress} TOLLGATE_KEY={} TOLLGATE_SIGNING_SECRET={} cargo run -p tollgate-client --example place_order",
+        seeded.signed_key, seeded.signing_secret
     );
     println!();
     println!("Press Ctrl-C to stop.");
@@ -723,18 +809,80 @@ async fn key(client: &AdminClient, command: KeyCommand) -> anyhow::Result<ExitCo
             name,
             products,
             expires_at,
+            policy,
+            signing_secret,
+            passphrase,
+            pins,
         } => {
             let products = if products.is_empty() {
                 None
             } else {
                 Some(products)
             };
-            let body = json!({ "name": name, "products": products, "expires_at": expires_at });
+            let mut body = json!({ "name": name, "products": products, "expires_at": expires_at });
+            if let Some(policy) = policy.to_json() {
+                body["credentials"] = policy;
+            }
+            if signing_secret {
+                body["signing_secret"] = json!(true);
+            }
+            if let Some(passphrase) = passphrase {
+                body["passphrase"] = json!(passphrase);
+            }
+            if !pins.is_empty() {
+                body["certificate_pins"] = json!(pins);
+            }
             let value = client
                 .call(Method::POST, &format!("/orgs/{org}/keys"), Some(body))
                 .await?;
             eprintln!("Store the key now: it is not shown again.");
             value
+        }
+        KeyCommand::Credentials { id, policy } => {
+            let body = policy.to_json().ok_or_else(|| {
+                anyhow::anyhow!("give at least one of --signature, --jwt, --certificate")
+            })?;
+            client
+                .call(Method::PUT, &format!("/keys/{id}/credentials"), Some(body))
+                .await?
+        }
+        KeyCommand::SigningSecret {
+            id,
+            overlap_seconds,
+            passphrase,
+        } => {
+            let value = client
+                .call(
+                    Method::POST,
+                    &format!("/keys/{id}/signing-secrets"),
+                    Some(json!({ "overlap_seconds": overlap_seconds, "passphrase": passphrase })),
+                )
+                .await?;
+            eprintln!("Store the signing secret and passphrase now: they are not shown again.");
+            value
+        }
+        KeyCommand::Pin {
+            id,
+            thumbprint,
+            replace,
+            overlap_seconds,
+        } => {
+            client
+                .call(
+                    Method::POST,
+                    &format!("/keys/{id}/certificate-pins"),
+                    Some(json!({ "thumbprint": thumbprint, "replace": replace, "overlap_seconds": overlap_seconds })),
+                )
+                .await?
+        }
+        KeyCommand::Unpin { id, thumbprint } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/keys/{id}/certificate-pins/{thumbprint}"),
+                    None,
+                )
+                .await?
         }
         KeyCommand::List { org } => {
             client

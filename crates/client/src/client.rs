@@ -2,7 +2,9 @@
 //! `Idempotency-Key` across retries, and retries 429 and 409 with backoff.
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -12,7 +14,7 @@ use crate::backoff::{RetryPolicy, random_fraction};
 use crate::error::{Error, Result};
 use crate::idempotency::is_valid_key;
 use crate::ratelimit::{RETRY_AFTER_HEADER, RateLimitInfo, parse_retry_after};
-use crate::signing::{AuthScheme, Credentials, signed_headers, unix_seconds};
+use crate::signing::{AuthScheme, Credentials, signed_headers, unix_millis};
 
 /// `Idempotency-Key`, sent with the same value on every attempt of a request.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -120,26 +122,21 @@ pub fn is_retryable(status: StatusCode, headers: &HeaderMap) -> bool {
     matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::CONFLICT) && !is_replay(headers)
 }
 
-/// The timestamp for the next signed attempt, and how long to wait before
-/// making it. Pure: `now` is an argument.
+/// The timestamp, in milliseconds since the Unix epoch, for the next signed
+/// request of a client whose last request carried `previous` (`None` for its
+/// first). Pure: `now_unix_millis` is an argument. Never waits.
 ///
-/// The gateway accepts a signature once, and with whole-second timestamps a
-/// retry in the same second as the previous attempt would carry the same
-/// signature; so when `now` is still in the second `previous` was signed in
-/// (or earlier, if the clock stepped back), the attempt waits for the next
-/// second (at most one second) and uses `previous + 1`.
-pub fn next_timestamp(previous: Option<u64>, now: SystemTime) -> (u64, Duration) {
-    let seconds = unix_seconds(now);
+/// The gateway accepts a signature once, so two identical requests (two GETs
+/// of the same ticker, a retry, an idempotent order re-sent to get its
+/// replay) must carry different timestamps. The result is `now_unix_millis`
+/// when the clock has moved past `previous`, and `previous + 1` otherwise
+/// (same millisecond, or a clock stepped back): strictly increasing, and
+/// ahead of the clock only by as much as the client sends more than one
+/// request per millisecond, far inside the gateway's window.
+pub fn next_timestamp(previous: Option<u64>, now_unix_millis: u64) -> u64 {
     match previous {
-        Some(prev) if seconds <= prev => {
-            let next = UNIX_EPOCH + Duration::from_secs(prev.saturating_add(1));
-            let wait = next
-                .duration_since(now)
-                .unwrap_or(Duration::ZERO)
-                .min(Duration::from_secs(1));
-            (prev.saturating_add(1), wait)
-        }
-        _ => (seconds, Duration::ZERO),
+        Some(prev) if now_unix_millis <= prev => prev.saturating_add(1),
+        _ => now_unix_millis,
     }
 }
 
@@ -272,17 +269,27 @@ impl ClientBuilder {
             scheme,
             retry: self.retry,
             http,
+            last_timestamp: Arc::new(AtomicU64::new(NO_TIMESTAMP)),
         })
     }
 }
 
+/// `last_timestamp` before the first signed request.
+const NO_TIMESTAMP: u64 = 0;
+
 /// An async tollgate client.
 ///
 /// Each call to [`send`](Self::send) signs every attempt with a fresh
-/// timestamp, sends the same `Idempotency-Key` on every attempt, and retries
-/// 429 and 409 answers after `max(Retry-After, exponential backoff)` plus
-/// jitter (see [`RetryPolicy::delay`]). Connection failures are returned at
-/// once, not retried.
+/// millisecond timestamp (`<seconds>.<3 digits>`), strictly increasing
+/// across all the requests of this client, concurrent ones included (see
+/// [`next_timestamp`]), so two identical requests never share a signature
+/// and the gateway never refuses one as `replayed_request`. Clones share the
+/// sequence; separate `Client`s signing with the same key do not, so use
+/// one client per key (cloning it is cheap). It sends the same
+/// `Idempotency-Key` on every attempt, and retries 429 and 409 answers after
+/// `max(Retry-After, exponential backoff)` plus jitter (see
+/// [`RetryPolicy::delay`]). Connection failures are returned at once, not
+/// retried.
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
@@ -290,6 +297,9 @@ pub struct Client {
     scheme: AuthScheme,
     retry: RetryPolicy,
     http: reqwest::Client,
+    /// The last timestamp signed, in Unix milliseconds ([`NO_TIMESTAMP`]
+    /// before the first); shared by clones.
+    last_timestamp: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -319,6 +329,20 @@ impl Client {
     /// The retry settings.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
+    }
+
+    /// The timestamp for the next signed request, in Unix milliseconds:
+    /// [`next_timestamp`] applied atomically to the last one this client
+    /// (or a clone) used.
+    fn take_timestamp(&self) -> u64 {
+        let now = unix_millis(SystemTime::now());
+        let step = |last: u64| next_timestamp((last != NO_TIMESTAMP).then_some(last), now);
+        match self
+            .last_timestamp
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(step(last)))
+        {
+            Ok(last) | Err(last) => step(last),
+        }
     }
 
     /// The full URL for `path_and_query` (which must start with `/`).
@@ -362,13 +386,13 @@ impl Client {
         let url = self.url(path_and_query)?;
         let idempotency = idempotency_key.map(idempotency_header).transpose()?;
         let body_bytes = body.as_ref().map(|b| b.bytes.clone()).unwrap_or_default();
-        let mut previous_timestamp = None;
         let mut retry = 0u32;
         loop {
-            let (timestamp, wait) = next_timestamp(previous_timestamp, SystemTime::now());
-            if !wait.is_zero() && self.scheme != AuthScheme::None {
-                tokio::time::sleep(wait).await;
-            }
+            let timestamp = if self.scheme == AuthScheme::None {
+                0
+            } else {
+                self.take_timestamp()
+            };
             let auth = signed_headers(
                 self.scheme,
                 &self.credentials,
@@ -378,7 +402,6 @@ impl Client {
                 &body_bytes,
                 timestamp,
             )?;
-            previous_timestamp = Some(timestamp);
 
             let mut request = self.http.request(method.clone(), url.clone());
             for (name, value) in auth {
@@ -429,23 +452,75 @@ mod tests {
 
     #[test]
     fn timestamps_never_repeat() {
-        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
-        assert_eq!(next_timestamp(None, at(1_000_400)), (1_000, Duration::ZERO));
-        // Same second as the previous attempt: wait for the next one.
+        // First request: the clock, in milliseconds.
+        assert_eq!(next_timestamp(None, 1_700_000_000_400), 1_700_000_000_400);
+        // The clock has moved on: no lead, no wait.
         assert_eq!(
-            next_timestamp(Some(1_000), at(1_000_400)),
-            (1_001, Duration::from_millis(600))
+            next_timestamp(Some(1_700_000_000_400), 1_700_000_000_401),
+            1_700_000_000_401
         );
-        // A later second: no wait.
         assert_eq!(
-            next_timestamp(Some(1_000), at(1_001_000)),
-            (1_001, Duration::ZERO)
+            next_timestamp(Some(1_700_000_000_400), 1_700_000_002_000),
+            1_700_000_002_000
         );
-        // Clock stepped back: still a new timestamp, and never more than 1 s of waiting.
+        // Same millisecond as the last request: one millisecond later.
         assert_eq!(
-            next_timestamp(Some(1_000), at(900_000)),
-            (1_001, Duration::from_secs(1))
+            next_timestamp(Some(1_700_000_000_400), 1_700_000_000_400),
+            1_700_000_000_401
         );
+        // Clock stepped back: still one millisecond after the last.
+        assert_eq!(
+            next_timestamp(Some(1_700_000_000_400), 1_699_999_999_000),
+            1_700_000_000_401
+        );
+        // A burst within one millisecond leads the clock by one per request.
+        let mut last = None;
+        for i in 0..5 {
+            let t = next_timestamp(last, 1_700_000_000_999);
+            assert_eq!(t, 1_700_000_000_999 + i);
+            last = Some(t);
+        }
+        assert_eq!(next_timestamp(Some(u64::MAX), 0), u64::MAX);
+    }
+
+    fn signing_client() -> Client {
+        let credentials = Credentials::new("tg_abcdefghijklmnop_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+            .unwrap()
+            .with_signing_secret("c2lnbmluZy1zZWNyZXQtZm9yLWRvY3MtdmVjdG9ycyE=")
+            .unwrap();
+        Client::new("http://127.0.0.1:1", credentials).unwrap()
+    }
+
+    #[test]
+    fn a_client_takes_strictly_increasing_timestamps_even_concurrently() {
+        let client = signing_client();
+        let before = unix_millis(SystemTime::now());
+        let first = client.take_timestamp();
+        assert!(first >= before, "{first} < {before}");
+        // Clones share the sequence; threads race on it.
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let c = client.clone();
+                std::thread::spawn(move || (0..500).map(|_| c.take_timestamp()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| {
+                let taken = t.join().unwrap();
+                assert!(taken.windows(2).all(|w| w[0] < w[1]), "per thread");
+                taken
+            })
+            .collect();
+        all.push(first);
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "a timestamp was handed out twice");
+        assert_eq!(all[0], first);
+        // A separate client starts from the clock again.
+        let other = signing_client().take_timestamp();
+        assert!(other <= unix_millis(SystemTime::now()));
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub enum Error {
     /// The passphrase holds a character that cannot be sent in a header.
     #[error("the passphrase must be printable ASCII")]
     InvalidPassphrase,
+    /// A timestamp text that the gateway would refuse: it must be Unix
+    /// seconds, optionally followed by `.` and one or more digits.
+    #[error("invalid timestamp {0:?}: expected Unix seconds with an optional fraction")]
+    InvalidTimestamp(String),
     /// An idempotency key that the gateway would refuse: it must be 1 to 255
     /// printable ASCII characters.
     #[error("an idempotency key must be 1 to 255 printable ASCII characters")]

@@ -4,9 +4,11 @@
 //!
 //! - **Request signing** in both schemes the gateway accepts, the tollgate
 //!   scheme (`Tollgate-Timestamp` / `Tollgate-Signature`) and the Coinbase
-//!   scheme (`CB-ACCESS-*`): [`signed_headers`] and [`signed_headers_now`].
-//!   The signed message comes from `tollgate_core::signing`, the same code
-//!   the gateway verifies with; nothing here rebuilds a canonical string.
+//!   scheme (`CB-ACCESS-*`): [`signed_headers`], [`signed_headers_now`] and
+//!   [`signed_headers_with_timestamp`]. The timestamp is sent in milliseconds,
+//!   `<seconds>.<3 digits>` ([`format_timestamp`]), and signed exactly as
+//!   sent. The signed message comes from `tollgate_core::signing`, the same
+//!   code the gateway verifies with; nothing here rebuilds a canonical string.
 //! - **Deterministic idempotency keys** from (user, venue, instrument, time
 //!   window): [`idempotency_key`].
 //! - **Parsing** of the `RateLimit-Policy` and `RateLimit` fields
@@ -16,8 +18,11 @@
 //! - **Backoff**: [`RetryPolicy::delay`], exponential with jitter and never
 //!   earlier than `Retry-After`.
 //! - **An async [`Client`]** that ties these together: it signs each attempt
-//!   afresh, keeps the same `Idempotency-Key` across retries and retries 429
-//!   and 409 answers.
+//!   afresh with a timestamp strictly greater than the last one it sent
+//!   ([`next_timestamp`]), since the gateway accepts a signature only once
+//!   and two identical requests must therefore differ in timestamp. It keeps
+//!   the same `Idempotency-Key` across retries and retries 429 and 409
+//!   answers.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tollgate_client::Error> {
@@ -64,8 +69,8 @@ pub use ratelimit::{
 };
 pub use signing::{
     API_KEY_HEADER, AuthScheme, CB_KEY_HEADER, CB_PASSPHRASE_HEADER, CB_SIGN_HEADER,
-    CB_TIMESTAMP_HEADER, Credentials, SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers,
-    signed_headers_now,
+    CB_TIMESTAMP_HEADER, Credentials, SIGNATURE_HEADER, TIMESTAMP_HEADER, format_timestamp,
+    signed_headers, signed_headers_now, signed_headers_with_timestamp,
 };
 
 pub use bytes::Bytes;

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 
 /// `X-API-Key`: the full API key, sent with the tollgate scheme and unsigned.
 pub const API_KEY_HEADER: &str = "x-api-key";
-/// `Tollgate-Timestamp`: Unix seconds, an integer.
+/// `Tollgate-Timestamp`: Unix seconds, optionally with a fraction; this SDK
+/// sends milliseconds, `<seconds>.<3 digits>` (`1700000000.007`).
 pub const TIMESTAMP_HEADER: &str = core_signing::TIMESTAMP_HEADER;
 /// `Tollgate-Signature`: base64 HMAC-SHA256 of the canonical string.
 pub const SIGNATURE_HEADER: &str = core_signing::SIGNATURE_HEADER;
@@ -22,7 +23,8 @@ pub const SIGNATURE_HEADER: &str = core_signing::SIGNATURE_HEADER;
 pub const CB_KEY_HEADER: &str = core_signing::CB_KEY_HEADER;
 /// `CB-ACCESS-SIGN`: base64 HMAC-SHA256 of the Coinbase prehash.
 pub const CB_SIGN_HEADER: &str = core_signing::CB_SIGN_HEADER;
-/// `CB-ACCESS-TIMESTAMP`: Unix seconds (this SDK sends an integer).
+/// `CB-ACCESS-TIMESTAMP`: Unix seconds, optionally with a fraction; this SDK
+/// sends milliseconds, `<seconds>.<3 digits>` (`1700000000.007`).
 pub const CB_TIMESTAMP_HEADER: &str = core_signing::CB_TIMESTAMP_HEADER;
 /// `CB-ACCESS-PASSPHRASE`: the passphrase given when the secret was created.
 pub const CB_PASSPHRASE_HEADER: &str = core_signing::CB_PASSPHRASE_HEADER;
@@ -155,6 +157,14 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// The timestamp text this SDK sends for `unix_millis` milliseconds since the
+/// Unix epoch: `<seconds>.<3 digits>`, e.g. `1700000000.007` for
+/// 1 700 000 000 007 ms. The gateway signs and verifies this text exactly as
+/// sent, in both schemes.
+pub fn format_timestamp(unix_millis: u64) -> String {
+    format!("{}.{:03}", unix_millis / 1000, unix_millis % 1000)
+}
+
 /// The headers that authenticate one request, as `(lower-case name, value)`
 /// pairs to add to it. Pure: the time is an argument.
 ///
@@ -163,13 +173,20 @@ impl fmt::Debug for Credentials {
 ///   `?query`.
 /// - `query`: the raw query exactly as sent, without `?`; empty for none.
 /// - `body`: the body bytes exactly as sent; empty for none.
-/// - `now_unix_seconds`: the timestamp to send, in whole seconds.
+/// - `now_unix_millis`: the timestamp to send, in milliseconds since the Unix
+///   epoch; it is sent (and signed) as [`format_timestamp`] writes it,
+///   `<seconds>.<3 digits>`.
 ///
 /// [`AuthScheme::None`] gives `X-API-Key` alone; [`AuthScheme::Tollgate`]
 /// adds `Tollgate-Timestamp` and `Tollgate-Signature`;
 /// [`AuthScheme::Coinbase`] gives the four `CB-ACCESS-*` headers. A signing
 /// scheme without a signing secret is [`Error::MissingSigningSecret`]; the
 /// Coinbase scheme without a passphrase is [`Error::MissingPassphrase`].
+///
+/// The gateway accepts a signature once: two identical requests need two
+/// different timestamps, at least one millisecond apart. [`Client`](crate::Client)
+/// sees to that (see [`next_timestamp`](crate::next_timestamp)); a caller of
+/// this function has to do the same.
 pub fn signed_headers(
     scheme: AuthScheme,
     credentials: &Credentials,
@@ -177,7 +194,33 @@ pub fn signed_headers(
     path: &str,
     query: &str,
     body: &[u8],
-    now_unix_seconds: u64,
+    now_unix_millis: u64,
+) -> Result<Vec<(&'static str, String)>> {
+    signed_headers_with_timestamp(
+        scheme,
+        credentials,
+        method,
+        path,
+        query,
+        body,
+        &format_timestamp(now_unix_millis),
+    )
+}
+
+/// [`signed_headers`] with the timestamp given as the exact text to send and
+/// sign: Unix seconds, optionally followed by `.` and one or more digits
+/// (`1700000000`, `1700000060.25`, `1700000000.007`), as the gateway accepts
+/// it. Any other text is [`Error::InvalidTimestamp`]. Pure; the lowest-level
+/// signing function, for reproducing published vectors or another client's
+/// timestamps.
+pub fn signed_headers_with_timestamp(
+    scheme: AuthScheme,
+    credentials: &Credentials,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    timestamp_text: &str,
 ) -> Result<Vec<(&'static str, String)>> {
     let Some(core_scheme) = scheme.signing_scheme() else {
         return Ok(vec![(API_KEY_HEADER, credentials.api_key.clone())]);
@@ -189,7 +232,10 @@ pub fn signed_headers(
         .signing_secret
         .as_deref()
         .ok_or(Error::MissingSigningSecret)?;
-    let timestamp = now_unix_seconds.to_string();
+    if core_signing::parse_timestamp(timestamp_text).is_none() {
+        return Err(Error::InvalidTimestamp(timestamp_text.to_owned()));
+    }
+    let timestamp = timestamp_text.to_owned();
     let parts = SignedParts {
         timestamp: &timestamp,
         method,
@@ -224,7 +270,13 @@ fn passphrase(credentials: &Credentials) -> Result<&str> {
         .ok_or(Error::MissingPassphrase)
 }
 
-/// [`signed_headers`] at the current time of the system clock.
+/// [`signed_headers`] at the current time of the system clock, in
+/// milliseconds.
+///
+/// Two identical requests signed in the same millisecond would carry the
+/// same signature and the second would be refused as `replayed_request`;
+/// [`Client`](crate::Client) keeps its timestamps strictly increasing, a
+/// caller of this function must space its identical requests itself.
 pub fn signed_headers_now(
     scheme: AuthScheme,
     credentials: &Credentials,
@@ -240,13 +292,14 @@ pub fn signed_headers_now(
         path,
         query,
         body,
-        unix_seconds(SystemTime::now()),
+        unix_millis(SystemTime::now()),
     )
 }
 
-/// Whole seconds since the Unix epoch; 0 for a clock set before 1970.
-pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// Whole milliseconds since the Unix epoch; 0 for a clock set before 1970.
+pub(crate) fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -255,7 +308,9 @@ mod tests {
 
     // The vectors of docs/signing.md (computed there by an independent Python
     // implementation; crates/core/tests/signing_vectors.rs checks core
-    // against the same document).
+    // against the same document). Integer-second and two-decimal vectors go
+    // through `signed_headers_with_timestamp`; the millisecond vector
+    // `tollgate-post-json-millis` through `signed_headers`.
     const SECRET: &str = "c2lnbmluZy1zZWNyZXQtZm9yLWRvY3MtdmVjdG9ycyE=";
     const KEY_1: &str = "tg_abcdefghijklmnop_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     const KEY_2: &str = "tg_qrstuvwxyz234567_cccccccccccccccccccccccccccccccc";
@@ -277,14 +332,14 @@ mod tests {
 
     #[test]
     fn tollgate_get_with_query_matches_vector() {
-        let headers = signed_headers(
+        let headers = signed_headers_with_timestamp(
             AuthScheme::Tollgate,
             &creds(KEY_1),
             "GET",
             "/v1/orders",
             "symbol=BTC%2dUSD&status=open&limit=50&cursor=a%2fb%3D&tag=x+y&tag=a&flag&",
             b"",
-            1_700_000_000,
+            "1700000000",
         )
         .unwrap();
         assert_eq!(
@@ -302,14 +357,14 @@ mod tests {
 
     #[test]
     fn tollgate_post_json_matches_vector() {
-        let headers = signed_headers(
+        let headers = signed_headers_with_timestamp(
             AuthScheme::Tollgate,
             &creds(KEY_1),
             "POST",
             "/v1/orders",
             "",
             ORDER,
-            1_700_000_030,
+            "1700000030",
         )
         .unwrap();
         assert_eq!(
@@ -319,15 +374,35 @@ mod tests {
     }
 
     #[test]
-    fn tollgate_lower_case_method_matches_vector() {
+    fn tollgate_post_json_millis_matches_vector() {
+        // The SDK's own form: `signed_headers` with milliseconds.
         let headers = signed_headers(
+            AuthScheme::Tollgate,
+            &creds(KEY_1),
+            "POST",
+            "/v1/orders",
+            "",
+            ORDER,
+            1_700_000_030_007,
+        )
+        .unwrap();
+        assert_eq!(get(&headers, TIMESTAMP_HEADER), Some("1700000030.007"));
+        assert_eq!(
+            get(&headers, SIGNATURE_HEADER),
+            Some("3uOpAT/lmpIj+y1dgTGhfOarDK4k41hQ683Fh8Dfe7c=")
+        );
+    }
+
+    #[test]
+    fn tollgate_lower_case_method_matches_vector() {
+        let headers = signed_headers_with_timestamp(
             AuthScheme::Tollgate,
             &creds(KEY_2),
             "delete",
             "/v1/orders/ord_42",
             "x=%7e&u=caf%c3%a9&bad=100%&z=%zz&=empty-name",
             b"",
-            1_700_000_045,
+            "1700000045",
         )
         .unwrap();
         assert_eq!(
@@ -339,14 +414,14 @@ mod tests {
     #[test]
     fn coinbase_post_json_matches_vector() {
         let credentials = creds(KEY_2).with_passphrase("correct horse").unwrap();
-        let headers = signed_headers(
+        let headers = signed_headers_with_timestamp(
             AuthScheme::Coinbase,
             &credentials,
             "POST",
             "/orders",
             "",
             br#"{"size":"0.01","price":"64000","side":"buy","product_id":"BTC-USD"}"#,
-            1_700_000_120,
+            "1700000120",
         )
         .unwrap();
         assert_eq!(
@@ -364,9 +439,27 @@ mod tests {
     }
 
     #[test]
-    fn coinbase_get_signs_path_and_raw_query() {
-        // The published Coinbase GET vector uses a fractional timestamp, which
-        // this SDK never sends; check the integer form against core directly.
+    fn coinbase_get_with_fractional_timestamp_matches_vector() {
+        let credentials = creds(KEY_2).with_passphrase("p").unwrap();
+        let headers = signed_headers_with_timestamp(
+            AuthScheme::Coinbase,
+            &credentials,
+            "GET",
+            "/orders",
+            "status=open&product_id=BTC-USD",
+            b"",
+            "1700000060.25",
+        )
+        .unwrap();
+        assert_eq!(get(&headers, CB_TIMESTAMP_HEADER), Some("1700000060.25"));
+        assert_eq!(
+            get(&headers, CB_SIGN_HEADER),
+            Some("dDznjsFaX8RHvBm44KnZ05vvvS1xarwMhJ6a65ikCK0=")
+        );
+    }
+
+    #[test]
+    fn coinbase_get_signs_the_millisecond_text_path_and_raw_query() {
         let credentials = creds(KEY_2);
         assert!(matches!(
             signed_headers(AuthScheme::Coinbase, &credentials, "GET", "/", "", b"", 0),
@@ -380,17 +473,71 @@ mod tests {
             "/orders",
             "status=open&product_id=BTC-USD",
             b"",
-            1_700_000_060,
+            1_700_000_060_250,
         )
         .unwrap();
+        assert_eq!(get(&headers, CB_TIMESTAMP_HEADER), Some("1700000060.250"));
         let secret = core_signing::decode_secret(SECRET).unwrap();
         let expected = core_signing::sign(
             &secret,
-            b"1700000060GET/orders?status=open&product_id=BTC-USD",
+            b"1700000060.250GET/orders?status=open&product_id=BTC-USD",
         );
         assert_eq!(get(&headers, CB_SIGN_HEADER), Some(expected.as_str()));
+        // ".250" and ".25" are the same instant but different signed text.
+        assert_ne!(
+            get(&headers, CB_SIGN_HEADER),
+            Some("dDznjsFaX8RHvBm44KnZ05vvvS1xarwMhJ6a65ikCK0=")
+        );
         assert_eq!(get(&headers, CB_PASSPHRASE_HEADER), Some("p"));
         assert_eq!(get(&headers, API_KEY_HEADER), None);
+    }
+
+    #[test]
+    fn timestamps_are_seconds_dot_three_digits() {
+        assert_eq!(format_timestamp(1_700_000_000_007), "1700000000.007");
+        assert_eq!(format_timestamp(1_700_000_000_000), "1700000000.000");
+        assert_eq!(format_timestamp(1_700_000_000_999), "1700000000.999");
+        assert_eq!(format_timestamp(1_700_000_001_050), "1700000001.050");
+        assert_eq!(format_timestamp(5), "0.005");
+        for ms in [0, 7, 999, 1_000, 1_700_000_000_123] {
+            let text = format_timestamp(ms);
+            let parsed = core_signing::parse_timestamp(&text).unwrap();
+            assert_eq!(u64::try_from(parsed.0).unwrap(), ms, "{text}");
+        }
+        assert_eq!(
+            unix_millis(UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_999)),
+            1_700_000_000_123
+        );
+    }
+
+    #[test]
+    fn malformed_timestamp_text_is_refused() {
+        let c = creds(KEY_1);
+        for bad in [
+            "",
+            "1700000000.",
+            ".5",
+            "-1",
+            "1e9",
+            "17 00",
+            "1700000000.1x",
+        ] {
+            assert!(
+                matches!(
+                    signed_headers_with_timestamp(
+                        AuthScheme::Tollgate,
+                        &c,
+                        "GET",
+                        "/",
+                        "",
+                        b"",
+                        bad
+                    ),
+                    Err(Error::InvalidTimestamp(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -406,28 +553,24 @@ mod tests {
     }
 
     #[test]
-    fn every_second_gives_a_new_signature() {
+    fn every_millisecond_gives_a_new_signature() {
         let c = creds(KEY_1);
-        let a = signed_headers(
-            AuthScheme::Tollgate,
-            &c,
-            "POST",
-            "/v1/orders",
-            "",
-            ORDER,
-            10,
-        )
-        .unwrap();
-        let b = signed_headers(
-            AuthScheme::Tollgate,
-            &c,
-            "POST",
-            "/v1/orders",
-            "",
-            ORDER,
-            11,
-        )
-        .unwrap();
+        let sign_at = |ms: u64| {
+            signed_headers(
+                AuthScheme::Tollgate,
+                &c,
+                "POST",
+                "/v1/orders",
+                "",
+                ORDER,
+                ms,
+            )
+            .unwrap()
+        };
+        let a = sign_at(1_700_000_000_000);
+        let b = sign_at(1_700_000_000_001);
+        assert_eq!(get(&a, TIMESTAMP_HEADER), Some("1700000000.000"));
+        assert_eq!(get(&b, TIMESTAMP_HEADER), Some("1700000000.001"));
         assert_ne!(get(&a, SIGNATURE_HEADER), get(&b, SIGNATURE_HEADER));
     }
 

@@ -130,6 +130,24 @@ fn answer(status: &str, extra_headers: &[&str], body: &str) -> String {
     out
 }
 
+/// A timestamp the SDK sent, `<seconds>.<3 digits>`, in milliseconds; panics
+/// on any other form.
+fn millis(text: &str) -> u64 {
+    let (seconds, fraction) = text
+        .split_once('.')
+        .unwrap_or_else(|| panic!("no fraction in {text:?}"));
+    assert!(
+        !seconds.is_empty()
+            && fraction.len() == 3
+            && text
+                .bytes()
+                .filter(|&b| b != b'.')
+                .all(|b| b.is_ascii_digit()),
+        "not <seconds>.<3 digits>: {text:?}"
+    );
+    seconds.parse::<u64>().unwrap() * 1000 + fraction.parse::<u64>().unwrap()
+}
+
 fn credentials() -> Credentials {
     Credentials::new(KEY)
         .unwrap()
@@ -199,14 +217,11 @@ async fn a_429_is_retried_after_retry_after_with_a_new_signature_and_the_same_ke
         assert_eq!(r.header("idempotency-key"), Some("idem-v1-abc"));
         assert!(r.signature_verifies(Scheme::Tollgate), "{r:?}");
     }
-    let ts = |i: usize| -> u64 {
-        received[i]
-            .header("tollgate-timestamp")
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    assert!(ts(1) > ts(0), "each attempt is signed at a later second");
+    let ts = |i: usize| millis(received[i].header("tollgate-timestamp").unwrap());
+    assert!(
+        ts(1) > ts(0),
+        "each attempt is signed at a later millisecond"
+    );
     assert_ne!(
         received[0].header("tollgate-signature"),
         received[1].header("tollgate-signature")
@@ -247,10 +262,81 @@ async fn a_409_in_flight_is_retried_in_the_coinbase_scheme() {
         assert!(r.body.is_empty());
         assert!(r.signature_verifies(Scheme::Coinbase), "{r:?}");
     }
-    assert_ne!(
-        received[0].header("cb-access-timestamp"),
-        received[1].header("cb-access-timestamp")
-    );
+    let ts = |i: usize| millis(received[i].header("cb-access-timestamp").unwrap());
+    assert!(ts(1) > ts(0));
+}
+
+/// Two identical requests sent back to back (well within one second, and
+/// often within one millisecond) must not share a signature, or the gateway
+/// refuses the second as `replayed_request`; concurrent ones neither.
+#[tokio::test]
+async fn identical_requests_in_the_same_second_get_distinct_signatures() {
+    for scheme in [AuthScheme::Tollgate, AuthScheme::Coinbase] {
+        let (ts_header, sig_header, core_scheme) = match scheme {
+            AuthScheme::Coinbase => ("cb-access-timestamp", "cb-access-sign", Scheme::Coinbase),
+            _ => ("tollgate-timestamp", "tollgate-signature", Scheme::Tollgate),
+        };
+        let n = 6;
+        let (addr, server) = scripted_server(vec![answer("200 OK", &[], "{}"); n]).await;
+        let client = Client::builder(
+            &format!("http://{addr}"),
+            credentials().with_passphrase("p").unwrap(),
+        )
+        .scheme(scheme)
+        .build()
+        .unwrap();
+        // Sequential: the same GET twice, the same POST twice.
+        for _ in 0..2 {
+            let r = client
+                .send(Method::GET, "/v1/tickers/BTC-USD", None, None)
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        for _ in 0..2 {
+            let r = client
+                .send(
+                    Method::POST,
+                    "/v1/orders",
+                    Some(Body::json(ORDER)),
+                    Some("same-order"),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        // Concurrent, from a clone.
+        let clone = client.clone();
+        let (a, b) = tokio::join!(
+            client.send(Method::GET, "/v1/tickers/BTC-USD", None, None),
+            clone.send(Method::GET, "/v1/tickers/BTC-USD", None, None),
+        );
+        assert_eq!(a.unwrap().status(), StatusCode::OK);
+        assert_eq!(b.unwrap().status(), StatusCode::OK);
+
+        let received = server.await.unwrap();
+        assert_eq!(received.len(), n);
+        let mut stamps: Vec<u64> = received
+            .iter()
+            .map(|r| {
+                assert!(r.signature_verifies(core_scheme), "{r:?}");
+                millis(r.header(ts_header).unwrap())
+            })
+            .collect();
+        // The server accepts connections in order, so the sequential ones
+        // arrive in the order they were signed.
+        assert!(stamps[..4].windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+        let mut signatures: Vec<&str> = received
+            .iter()
+            .map(|r| r.header(sig_header).unwrap())
+            .collect();
+        stamps.sort_unstable();
+        stamps.dedup();
+        signatures.sort_unstable();
+        signatures.dedup();
+        assert_eq!(stamps.len(), n, "{scheme:?}: a timestamp was repeated");
+        assert_eq!(signatures.len(), n, "{scheme:?}: a signature was repeated");
+    }
 }
 
 #[tokio::test]

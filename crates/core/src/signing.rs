@@ -3,8 +3,9 @@
 //!
 //! This is the one copy of the signing rules: the gateway verifies with it
 //! and the client SDK signs with it. `docs/signing.md` describes the same
-//! rules for clients in other languages, with test vectors that the tests
-//! below reproduce.
+//! rules for clients in other languages, with test vectors computed by an
+//! independent implementation; `tests/signing_vectors.rs` reads them out of
+//! that file and reproduces them.
 //!
 //! **tollgate scheme.** The canonical string is six lines joined by `\n`
 //! (no trailing newline):
@@ -32,7 +33,9 @@ use sha2::{Digest, Sha256};
 
 use crate::time::UnixMillis;
 
-/// `Tollgate-Timestamp`: Unix seconds, an integer.
+/// `Tollgate-Timestamp`: Unix seconds, optionally with a fraction
+/// (`1700000000.123`): two identical requests need two timestamps, since a
+/// signature is accepted once.
 pub const TIMESTAMP_HEADER: &str = "tollgate-timestamp";
 /// `Tollgate-Signature`: base64 of the HMAC-SHA256 of the canonical string.
 pub const SIGNATURE_HEADER: &str = "tollgate-signature";

@@ -39,6 +39,12 @@ pub fn config(
     if config.admin.token.is_none() {
         config.admin.token = Some(admin_token);
     }
+    if config.credentials.master_key.is_none() {
+        // A fresh store each run, so a fresh master key is enough.
+        use base64::Engine;
+        config.credentials.master_key =
+            Some(base64::engine::general_purpose::STANDARD.encode(crate::random::bytes::<32>()));
+    }
     config.validate()?;
     Ok(config)
 }
@@ -50,10 +56,18 @@ pub struct Seeded {
     pub org_id: OrgId,
     /// The demo key, in full.
     pub key: String,
+    /// A second key whose writes must be signed (docs/signing.md).
+    pub signed_key: String,
+    /// Its signing secret (base64).
+    pub signing_secret: String,
+    /// Its Coinbase-scheme passphrase.
+    pub passphrase: String,
 }
 
-/// Creates the demo organization (plan `demo`) and a key for all products.
-pub async fn seed(sqlite_path: &FsPath, now: UnixMillis) -> StoreResult<Seeded> {
+/// Creates the demo organization (plan `demo`), a key for all products, and
+/// a second key that must sign its writes, its secret sealed under
+/// `master_key` (the demo configuration's).
+pub async fn seed(sqlite_path: &FsPath, master_key: &str, now: UnixMillis) -> StoreResult<Seeded> {
     let store = SqliteStore::open(sqlite_path).await?;
     let org = OrgRow {
         id: OrgId::from_random(crate::random::bytes::<ORG_ID_BYTES>()),
@@ -85,6 +99,8 @@ pub async fn seed(sqlite_path: &FsPath, now: UnixMillis) -> StoreResult<Seeded> 
         credentials: Default::default(),
     };
     store.create_key(&key).await?;
+    let (signed, signed_secret, signing_secret, passphrase) = signed_key(&org.id, master_key, now)?;
+    store.create_key(&signed).await?;
     // A starting balance of 25.00 and a credit limit of 10.00.
     let mut account = store.get_account(&org.id).await?;
     account.credit_limit = 10_000_000;
@@ -102,7 +118,70 @@ pub async fn seed(sqlite_path: &FsPath, now: UnixMillis) -> StoreResult<Seeded> 
     Ok(Seeded {
         org_id: org.id,
         key: api_key::format(&key.id, &secret),
+        signed_key: api_key::format(&signed.id, &signed_secret),
+        signing_secret,
+        passphrase,
     })
+}
+
+/// The demo's signing key: signatures demanded on write routes.
+fn signed_key(
+    org_id: &OrgId,
+    master_key: &str,
+    now: UnixMillis,
+) -> StoreResult<(KeyRow, String, String, String)> {
+    use crate::secrets::KeyProvider as _;
+    let provider = crate::secrets::LocalKeyProvider::from_base64(master_key)
+        .map_err(|e| tollgate_store::StoreError::Corrupt(format!("demo master key: {e}")))?;
+    let id = KeyId::from_random(crate::random::bytes::<KEY_ID_BYTES>());
+    let secret = api_key::secret_from_random(crate::random::bytes::<SECRET_BYTES>());
+    let signing = crate::random::bytes::<{ tollgate_core::signing::SECRET_BYTES }>();
+    let passphrase = hex::encode(crate::random::bytes::<12>());
+    let secret_id = "ss_demo".to_owned();
+    let sealed = provider
+        .seal(
+            &signing,
+            &crate::secrets::secret_context(id.as_str(), &secret_id),
+        )
+        .map_err(|e| tollgate_store::StoreError::Corrupt(e.to_string()))?;
+    let credentials = tollgate_store::KeyCredentials {
+        policy: tollgate_core::credential::CredentialPolicy {
+            signature: tollgate_core::credential::ClassSet::Write,
+            ..Default::default()
+        },
+        signing_secrets: vec![tollgate_store::SealedSecret {
+            id: secret_id,
+            sealed,
+            passphrase_hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                passphrase.as_bytes(),
+            )),
+            created_at: now.0,
+            expires_at: None,
+        }],
+        certificate_pins: Vec::new(),
+    };
+    let row = KeyRow {
+        secret_hash: SecretHash::of(id.as_str(), &secret),
+        id,
+        org_id: org_id.clone(),
+        name: "demo signing key".into(),
+        products: vec!["*".into()],
+        status: KeyStatus::Active,
+        expires_at: None,
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        created_at: now,
+        updated_at: now,
+        revoked_at: None,
+        quotas: Default::default(),
+        credentials,
+    };
+    Ok((
+        row,
+        secret,
+        tollgate_core::signing::encode_secret(&signing),
+        passphrase,
+    ))
 }
 
 /// A fresh random admin token for the demo.

@@ -367,6 +367,13 @@ async fn openapi_document_lists_every_admin_path() {
         ("/admin/v1/orgs/{id}/adjustments", vec!["post"]),
         ("/admin/v1/orgs/{id}/ledger", vec!["get"]),
         ("/admin/v1/orgs/{id}/notifications", vec!["get"]),
+        ("/admin/v1/keys/{id}/credentials", vec!["put"]),
+        ("/admin/v1/keys/{id}/signing-secrets", vec!["post"]),
+        ("/admin/v1/keys/{id}/certificate-pins", vec!["post"]),
+        (
+            "/admin/v1/keys/{id}/certificate-pins/{thumbprint}",
+            vec!["delete"],
+        ),
     ];
     assert_eq!(
         paths.len(),

@@ -297,14 +297,12 @@ fn check_signature(
             format!("a signed request needs the {timestamp_header} header"),
         ));
     };
-    let timestamp = signing::parse_timestamp(timestamp_text)
-        .filter(|_| scheme == Scheme::Coinbase || !timestamp_text.contains('.'))
-        .ok_or_else(|| {
-            unauthorized(
-                Rejection::BadSignature,
-                format!("{timestamp_header} must be Unix seconds"),
-            )
-        })?;
+    let timestamp = signing::parse_timestamp(timestamp_text).ok_or_else(|| {
+        unauthorized(
+            Rejection::BadSignature,
+            format!("{timestamp_header} must be Unix seconds (a fraction is allowed)"),
+        )
+    })?;
     let passphrase = match scheme {
         Scheme::Tollgate => None,
         Scheme::Coinbase => Some(

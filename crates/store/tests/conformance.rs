@@ -572,3 +572,58 @@ async fn a_batch_across_orgs_keeps_every_running_balance() {
         vec![Posted::Written { balance_after: 71 }, Posted::Duplicate]
     );
 }
+
+#[tokio::test]
+async fn key_credentials_replace_whole_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let o = org(9);
+    store.create_org(&o).await.unwrap();
+    let k = key(9, &o.id);
+    store.create_key(&k).await.unwrap();
+    assert_eq!(
+        store.get_key(&k.id).await.unwrap().unwrap().credentials,
+        Default::default()
+    );
+    let credentials = tollgate_store::KeyCredentials {
+        policy: tollgate_core::credential::CredentialPolicy {
+            signature: tollgate_core::credential::ClassSet::Write,
+            jwt: tollgate_core::credential::ClassSet::None,
+            certificate: tollgate_core::credential::ClassSet::All,
+        },
+        signing_secrets: vec![tollgate_store::SealedSecret {
+            id: "ss_one".into(),
+            sealed: "c2VhbGVk".into(),
+            passphrase_hash: "00".repeat(32),
+            created_at: 5,
+            expires_at: Some(9),
+        }],
+        certificate_pins: vec![tollgate_store::CertificatePin {
+            thumbprint: "ab".repeat(32),
+            created_at: 5,
+            expires_at: None,
+        }],
+    };
+    let row = store
+        .set_key_credentials(&k.id, &credentials, UnixMillis(7))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.credentials, credentials);
+    assert_eq!(row.updated_at, UnixMillis(7));
+    let unknown = KeyId::from_random([200; 10]);
+    assert!(
+        store
+            .set_key_credentials(&unknown, &credentials, UnixMillis(7))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.get_key(&k.id).await.unwrap().unwrap().credentials,
+        credentials
+    );
+}

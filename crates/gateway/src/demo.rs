@@ -130,34 +130,25 @@ fn signed_key(
     master_key: &str,
     now: UnixMillis,
 ) -> StoreResult<(KeyRow, String, String, String)> {
-    use crate::secrets::KeyProvider as _;
     let provider = crate::secrets::LocalKeyProvider::from_base64(master_key)
         .map_err(|e| tollgate_store::StoreError::Corrupt(format!("demo master key: {e}")))?;
     let id = KeyId::from_random(crate::random::bytes::<KEY_ID_BYTES>());
     let secret = api_key::secret_from_random(crate::random::bytes::<SECRET_BYTES>());
-    let signing = crate::random::bytes::<{ tollgate_core::signing::SECRET_BYTES }>();
     let passphrase = hex::encode(crate::random::bytes::<12>());
-    let secret_id = "ss_demo".to_owned();
-    let sealed = provider
-        .seal(
-            &signing,
-            &crate::secrets::secret_context(id.as_str(), &secret_id),
-        )
-        .map_err(|e| tollgate_store::StoreError::Corrupt(e.to_string()))?;
+    let (sealed, signing_secret) = crate::secrets::new_signing_secret(
+        &provider,
+        id.as_str(),
+        "ss_demo".to_owned(),
+        &passphrase,
+        now,
+    )
+    .map_err(|e| tollgate_store::StoreError::Corrupt(e.to_string()))?;
     let credentials = tollgate_store::KeyCredentials {
         policy: tollgate_core::credential::CredentialPolicy {
             signature: tollgate_core::credential::ClassSet::Write,
             ..Default::default()
         },
-        signing_secrets: vec![tollgate_store::SealedSecret {
-            id: secret_id,
-            sealed,
-            passphrase_hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-                passphrase.as_bytes(),
-            )),
-            created_at: now.0,
-            expires_at: None,
-        }],
+        signing_secrets: vec![sealed],
         certificate_pins: Vec::new(),
     };
     let row = KeyRow {
@@ -176,12 +167,7 @@ fn signed_key(
         quotas: Default::default(),
         credentials,
     };
-    Ok((
-        row,
-        secret,
-        tollgate_core::signing::encode_secret(&signing),
-        passphrase,
-    ))
+    Ok((row, secret, signing_secret, passphrase))
 }
 
 /// A fresh random admin token for the demo.

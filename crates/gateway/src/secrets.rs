@@ -108,6 +108,30 @@ impl KeyProvider for LocalKeyProvider {
     }
 }
 
+/// A new signing secret for `key_id`, sealed by `provider`: the stored form,
+/// and the secret's shown form (base64), shown once.
+pub fn new_signing_secret(
+    provider: &dyn KeyProvider,
+    key_id: &str,
+    secret_id: String,
+    passphrase: &str,
+    now: tollgate_core::time::UnixMillis,
+) -> Result<(tollgate_store::SealedSecret, String), SecretError> {
+    use sha2::Digest;
+    let bytes = crate::random::bytes::<{ tollgate_core::signing::SECRET_BYTES }>();
+    let sealed = provider.seal(&bytes, &secret_context(key_id, &secret_id))?;
+    Ok((
+        tollgate_store::SealedSecret {
+            id: secret_id,
+            sealed,
+            passphrase_hash: hex::encode(sha2::Sha256::digest(passphrase.as_bytes())),
+            created_at: now.0,
+            expires_at: None,
+        },
+        tollgate_core::signing::encode_secret(&bytes),
+    ))
+}
+
 /// The context a key's signing secret is sealed under.
 pub fn secret_context(key_id: &str, secret_id: &str) -> String {
     format!("tollgate signing secret v1\n{key_id}\n{secret_id}")

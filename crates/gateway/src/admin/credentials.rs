@@ -7,20 +7,15 @@
 //! on the next change.
 
 use super::keys::{KeyView, found, parse_key_id};
-use super::{AdminError, AdminResult, AdminState};
+use super::{AdminError, AdminResult, AdminState, optional_json, overlap_seconds};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tollgate_core::access::KeyStatus;
 use tollgate_core::credential::{ClassSet, CredentialPolicy, parse_thumbprint};
-use tollgate_core::signing;
 use tollgate_core::time::UnixMillis;
 use tollgate_store::{CertificatePin, KeyCredentials, KeyRow, SealedSecret};
-
-/// Longest overlap accepted: 30 days.
-const MAX_OVERLAP_SECONDS: u64 = 30 * 24 * 3600;
 
 /// A signing secret as listed: never the secret itself.
 #[derive(Debug, Serialize)]
@@ -147,23 +142,6 @@ pub(crate) struct KeyWithNewSecret {
     secret: NewSecret,
 }
 
-fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> AdminResult<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| AdminError::invalid(format!("invalid JSON body: {e}")))
-}
-
-fn overlap(state: &AdminState, requested: Option<u64>) -> AdminResult<i64> {
-    let seconds = requested.unwrap_or(state.config.keys.rotation_overlap_seconds);
-    if seconds > MAX_OVERLAP_SECONDS {
-        return Err(AdminError::invalid(format!(
-            "overlap_seconds must be at most {MAX_OVERLAP_SECONDS}"
-        )));
-    }
-    Ok(i64::try_from(seconds).unwrap_or(i64::MAX))
-}
-
 /// Checks a passphrase given by the user: Coinbase lets users choose one.
 fn check_passphrase(passphrase: Option<String>) -> AdminResult<String> {
     match passphrase {
@@ -189,25 +167,18 @@ pub(crate) fn make_secret(
         )
     })?;
     let passphrase = check_passphrase(passphrase)?;
-    let bytes = crate::random::bytes::<{ signing::SECRET_BYTES }>();
     let id = format!(
         "ss_{}",
         tollgate_core::encoding::base32(&crate::random::bytes::<10>()).to_ascii_lowercase()
     );
-    let sealed = provider
-        .seal(&bytes, &crate::secrets::secret_context(key_id, &id))
-        .map_err(|e| AdminError::conflict("master_key_missing", e.to_string()))?;
+    let (sealed, signing_secret) =
+        crate::secrets::new_signing_secret(provider.as_ref(), key_id, id.clone(), &passphrase, now)
+            .map_err(|e| AdminError::conflict("master_key_missing", e.to_string()))?;
     Ok((
-        SealedSecret {
-            id: id.clone(),
-            sealed,
-            passphrase_hash: hex::encode(Sha256::digest(passphrase.as_bytes())),
-            created_at: now.0,
-            expires_at: None,
-        },
+        sealed,
         NewSecret {
             secret_id: id,
-            signing_secret: signing::encode_secret(&bytes),
+            signing_secret,
             passphrase,
         },
     ))
@@ -298,7 +269,7 @@ pub(crate) async fn set_policy(
     Path(id): Path<String>,
     body: Bytes,
 ) -> AdminResult<Json<KeyView>> {
-    let request: PolicyRequest = parse_body(&body)?;
+    let request: PolicyRequest = optional_json(&body)?;
     let row = live_key(&state, &id).await?;
     let now = state.clock.now();
     let mut credentials = row.credentials.clone();
@@ -315,8 +286,8 @@ pub(crate) async fn new_signing_secret(
     Path(id): Path<String>,
     body: Bytes,
 ) -> AdminResult<Json<KeyWithNewSecret>> {
-    let request: NewSecretRequest = parse_body(&body)?;
-    let overlap = overlap(&state, request.overlap_seconds)?;
+    let request: NewSecretRequest = optional_json(&body)?;
+    let overlap = overlap_seconds(&state, request.overlap_seconds)?;
     let row = live_key(&state, &id).await?;
     let now = state.clock.now();
     let mut credentials = row.credentials.clone();
@@ -343,7 +314,7 @@ pub(crate) async fn add_pin(
 ) -> AdminResult<Json<KeyView>> {
     let request: PinRequest = serde_json::from_slice(&body)
         .map_err(|e| AdminError::invalid(format!("invalid JSON body: {e}")))?;
-    let overlap = overlap(&state, request.overlap_seconds)?;
+    let overlap = overlap_seconds(&state, request.overlap_seconds)?;
     let row = live_key(&state, &id).await?;
     let now = state.clock.now();
     let mut pin = parse_pins(std::slice::from_ref(&request.thumbprint), now)?;

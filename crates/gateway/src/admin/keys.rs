@@ -16,9 +16,6 @@ use tollgate_core::ids::{KEY_ID_BYTES, KeyId};
 use tollgate_core::time::UnixMillis;
 use tollgate_store::KeyRow;
 
-/// Longest rotation overlap accepted: 30 days.
-const MAX_OVERLAP_SECONDS: u64 = 30 * 24 * 3600;
-
 /// A key as the admin API shows it: never its secret or hash.
 #[derive(Debug, Serialize)]
 pub struct KeyView {
@@ -279,20 +276,8 @@ pub(crate) async fn rotate(
     body: Bytes,
 ) -> AdminResult<Json<KeyWithSecret>> {
     let id = parse_key_id(&id)?;
-    let request: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateKey::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| AdminError::invalid(format!("invalid JSON body: {e}")))?
-    };
-    let overlap = request
-        .overlap_seconds
-        .unwrap_or(state.config.keys.rotation_overlap_seconds);
-    if overlap > MAX_OVERLAP_SECONDS {
-        return Err(AdminError::invalid(format!(
-            "overlap_seconds must be at most {MAX_OVERLAP_SECONDS}"
-        )));
-    }
+    let request: RotateKey = super::optional_json(&body)?;
+    let overlap = super::overlap_seconds(&state, request.overlap_seconds)?;
     let existing = found(state.store.get_key(&id).await?, &id)?;
     if existing.status == KeyStatus::Revoked {
         return Err(AdminError::conflict(
@@ -302,7 +287,7 @@ pub(crate) async fn rotate(
     }
     let now = state.clock.now();
     let secret = new_secret();
-    let until = now.plus_seconds(i64::try_from(overlap).unwrap_or(i64::MAX));
+    let until = now.plus_seconds(overlap);
     let row = state
         .store
         .rotate_key(&id, SecretHash::of(id.as_str(), &secret), until, now)

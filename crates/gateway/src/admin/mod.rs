@@ -298,6 +298,32 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 /// The OpenAPI document of the admin API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// Longest rotation overlap accepted (keys, signing secrets, pins): 30 days.
+const MAX_OVERLAP_SECONDS: u64 = 30 * 24 * 3600;
+
+/// An optional JSON body: empty (or whitespace) means the defaults, and the
+/// body is read as JSON whatever its `Content-Type`.
+pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> AdminResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| AdminError::invalid(format!("invalid JSON body: {e}")))
+}
+
+/// A rotation overlap in seconds: the requested one, else the configured
+/// default, at most [`MAX_OVERLAP_SECONDS`].
+pub(crate) fn overlap_seconds(state: &AdminState, requested: Option<u64>) -> AdminResult<i64> {
+    let seconds = requested.unwrap_or(state.config.keys.rotation_overlap_seconds);
+    if seconds > MAX_OVERLAP_SECONDS {
+        return Err(AdminError::invalid(format!(
+            "overlap_seconds must be at most {MAX_OVERLAP_SECONDS}"
+        )));
+    }
+    Ok(i64::try_from(seconds).unwrap_or(i64::MAX))
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }

@@ -199,12 +199,15 @@ pub async fn check(
     Ok(verified)
 }
 
-fn bearer_challenge(refusal: Refusal, error: &'static str) -> Refusal {
+/// RFC 6750 §3: a `Bearer` challenge, with `error="invalid_token"` when a
+/// token was sent and refused.
+fn bearer_challenge(refusal: Refusal, token_refused: bool) -> Refusal {
     refusal.with_header(
         WWW_AUTHENTICATE,
-        HeaderValue::from_static(match error {
-            "invalid_token" => "Bearer realm=\"tollgate\", error=\"invalid_token\"",
-            _ => "Bearer realm=\"tollgate\"",
+        HeaderValue::from_static(if token_refused {
+            "Bearer realm=\"tollgate\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"tollgate\""
         }),
     )
 }
@@ -229,7 +232,7 @@ async fn check_token(
                 Rejection::TokenRequired,
                 "this key demands a JWT: send Authorization: Bearer <jwt>, with the API key in X-API-Key",
             ),
-            "",
+            false,
         ));
     };
     let verified = settings.jwt.verify(token, now).await.map_err(|error| {
@@ -241,7 +244,7 @@ async fn check_token(
                 "the token's nbf is in the future".into(),
             ),
         };
-        bearer_challenge(unauthorized(rejection, detail), "invalid_token")
+        bearer_challenge(unauthorized(rejection, detail), true)
     })?;
     if verified.org.as_deref() != Some(key.org_id.as_str()) {
         return Err(unauthorized(

@@ -30,6 +30,7 @@ pub mod signing;
 pub mod throttle;
 pub mod time;
 pub mod usage;
+pub mod venue;
 
 pub use reject::Rejection;
 pub use time::UnixMillis;

@@ -47,6 +47,10 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     /// JWT issuers.
     pub jwt: JwtConfig,
+    /// The egress listener, where bots send their venue calls.
+    pub egress: tollgate_venues::EgressConfig,
+    /// Venue contracts by name (the first path segment of an egress call).
+    pub venues: BTreeMap<String, tollgate_venues::VenueConfig>,
 }
 
 /// `[credentials]`
@@ -686,6 +690,10 @@ impl Config {
             return Err(invalid("admin.token", "must be at least 16 characters"));
         }
         self.upstream_base()?;
+        if !self.venues.is_empty() {
+            tollgate_venues::Router::new(&self.venues)
+                .map_err(|e| invalid("venues", e.to_string()))?;
+        }
         self.validate_credentials()?;
         let idem = &self.idempotency;
         if idem.retention_seconds == 0 || idem.purge_interval_seconds == 0 {

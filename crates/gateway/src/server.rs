@@ -49,6 +49,8 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// Client-facing TLS (mTLS), when `[ingress.tls]` is set.
     pub tls: Option<TcpListener>,
+    /// The venue router's egress listener, when venues are configured.
+    pub egress: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -71,10 +73,22 @@ impl Listeners {
                 format!("cannot listen on ingress.tls.listen = {}", tls.listen)
             })?),
         };
+        let egress = if config.venues.is_empty() {
+            None
+        } else {
+            Some(
+                TcpListener::bind(config.egress.listen)
+                    .await
+                    .with_context(|| {
+                        format!("cannot listen on egress.listen = {}", config.egress.listen)
+                    })?,
+            )
+        };
         Ok(Listeners {
             ingress,
             admin,
             tls,
+            egress,
         })
     }
 
@@ -86,6 +100,11 @@ impl Listeners {
     /// Actual TLS ingress address.
     pub fn tls_addr(&self) -> Option<std::io::Result<SocketAddr>> {
         self.tls.as_ref().map(TcpListener::local_addr)
+    }
+
+    /// Actual egress (venue router) address.
+    pub fn egress_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.egress.as_ref().map(TcpListener::local_addr)
     }
 
     /// Actual admin address.
@@ -222,6 +241,10 @@ pub async fn run_with(
         Arc::clone(&config),
         stop_rx.clone(),
     ));
+    let egress_task = match listeners.egress {
+        Some(listener) => Some(start_egress(&config, listener, stop_rx.clone()).await?),
+        None => None,
+    };
     let flush_every = Duration::from_millis(config.store.usage_flush_ms);
     let flush_task = tokio::spawn(flush_usage(
         Arc::clone(&limiter),
@@ -244,11 +267,51 @@ pub async fn run_with(
         let _ = task.await;
     }
     let _ = admin_task.await;
+    if let Some((serve, clocks)) = egress_task {
+        clocks.abort();
+        let _ = serve.await;
+    }
     let _ = flush_task.await;
     let _ = purge_task.await;
     // Counts of requests that finished while draining.
     flush_once(&limiter, store.as_ref()).await;
     Ok(())
+}
+
+/// Starts the venue router on its listener: measures each venue's clock
+/// once, keeps measuring in the background, and serves until `stop`.
+async fn start_egress(
+    config: &Config,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let router = Arc::new(tollgate_venues::Router::new(&config.venues)?);
+    if tokio::time::timeout(Duration::from_secs(10), router.sync_clocks())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "venue clocks not measured within 10 s; signing on the local clock until they are"
+        );
+    }
+    tracing::info!(
+        egress = %listener.local_addr()?,
+        venues = ?router.venue_names().collect::<Vec<_>>(),
+        "venue router serving"
+    );
+    let clocks = tokio::spawn(Arc::clone(&router).keep_clocks());
+    let serve = tokio::spawn(tollgate_venues::server::serve(
+        listener,
+        router,
+        config.egress.max_body_bytes,
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        },
+    ));
+    Ok((serve, clocks))
 }
 
 async fn flush_once(limiter: &Limiter, store: &dyn Store) {

@@ -551,6 +551,7 @@ async fn secrets_are_sealed_at_rest_and_need_the_same_master_key() {
         ingress: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         tls: None,
+        egress: None,
     };
     let error = tollgate_gateway::run(config, listeners, std::future::pending())
         .await

@@ -178,6 +178,9 @@ pub struct TestGateway {
     pub ingress: SocketAddr,
     /// The TLS ingress, when the config has `[ingress.tls]`.
     pub tls: Option<SocketAddr>,
+    /// The venue router, when the config names venues.
+    #[allow(dead_code)]
+    pub egress: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub upstream: Upstream,
     pub clock: ManualClock,
@@ -214,11 +217,18 @@ impl TestGateway {
             Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind tls")),
             None => None,
         };
+        let egress = if config.venues.is_empty() {
+            None
+        } else {
+            Some(TcpListener::bind("127.0.0.1:0").await.expect("bind egress"))
+        };
         let listeners = Listeners {
             ingress,
             admin,
             tls,
+            egress,
         };
+        let egress = listeners.egress_addr().map(|a| a.expect("addr"));
         let tls = listeners.tls_addr().map(|a| a.expect("addr"));
         let ingress = listeners.ingress_addr().expect("addr");
         let admin = listeners.admin_addr().expect("addr");
@@ -235,6 +245,7 @@ impl TestGateway {
         let http = reqwest::Client::builder().build().expect("client");
         let gateway = TestGateway {
             tls,
+            egress,
             ingress,
             admin,
             upstream,

@@ -1,0 +1,1 @@
+//! The venue simulator behind `tollgate sim` (being written).

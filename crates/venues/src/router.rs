@@ -1,0 +1,824 @@
+//! The router: for each bot call, cost it, wait in the venue's queue for
+//! capacity (or answer 429 locally), sign it, send it, and learn from the
+//! answer (the venue's own counts, its refusals).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::time::Instant;
+use tollgate_core::venue::{Budget, Report, Ticket, UNIT, Wait};
+
+use crate::config::{ClockUnit, ErrorAction, HeaderReports, Scope, VenueConfig, VenueKind};
+use crate::contract::{Call, Contract, ContractError, Plan, Refusal};
+use crate::sign::{CredentialsError, Outgoing, Signer};
+
+/// Wall-clock milliseconds on this host.
+pub fn local_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Why the router could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+    #[error("venues.{venue}.credentials: {source}")]
+    Credentials {
+        venue: String,
+        source: CredentialsError,
+    },
+    #[error(
+        "venues.{0}: the name must be lower-case letters, digits, '-' or '_', not starting with '_'"
+    )]
+    Name(String),
+    #[error("venues.{venue}.base_url: {message}")]
+    BaseUrl { venue: String, message: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// A call the router answered itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalRefusal {
+    /// Capacity will not come within the queue bound (or the queue is full).
+    Capacity { retry_after_ms: u64 },
+    /// The venue told us to back off (or banned us) for longer than the bound.
+    Backoff { retry_after_ms: u64, banned: bool },
+    /// The call costs more than the budget can ever hold.
+    TooExpensive { bucket: String },
+}
+
+/// What the router answers a bot.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The venue's answer, passed on.
+    Venue {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        waited: Duration,
+    },
+    Refused(LocalRefusal),
+    /// The venue could not be reached; nothing was delivered.
+    Unreachable(String),
+    /// The venue did not answer in time: the outcome is unknown.
+    Timeout,
+    /// Deribit authentication failed.
+    AuthFailed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum Breaker {
+    Closed,
+    Open { until_ms: i64, banned: bool },
+    HalfOpen { probing: bool },
+}
+
+/// Budgets and breakers, keyed by owner (host for IP scope, else venue
+/// name), name, and scope value.
+type BudgetKey = (String, String, Option<String>);
+type BreakerKey = (String, Scope, Option<String>);
+
+#[derive(Default)]
+struct Shared {
+    budgets: HashMap<BudgetKey, Budget>,
+    breakers: HashMap<BreakerKey, Breaker>,
+}
+
+struct Venue {
+    name: String,
+    kind: VenueKind,
+    host: String,
+    base: String,
+    contract: Contract,
+    signer: Option<Signer>,
+    config: VenueConfig,
+    /// Venue clock minus local clock, in ms.
+    offset_ms: AtomicI64,
+    turnstile: tokio::sync::Mutex<()>,
+    waiting: AtomicUsize,
+    token: tokio::sync::Mutex<Option<(String, i64)>>,
+}
+
+impl Venue {
+    fn now(&self) -> i64 {
+        local_now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    fn owner(&self, scope: Scope) -> String {
+        match scope {
+            Scope::Ip => self.host.clone(),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+/// The egress router over every configured venue.
+pub struct Router {
+    venues: BTreeMap<String, Arc<Venue>>,
+    shared: Mutex<Shared>,
+    client: reqwest::Client,
+}
+
+/// One taken budget, to be answered and resynced.
+struct Taken {
+    key: BudgetKey,
+    ticket: Ticket,
+    header: Option<String>,
+    reports: HeaderReports,
+}
+
+struct Admission {
+    taken: Vec<Taken>,
+    probes: Vec<BreakerKey>,
+    scopes: Vec<BreakerKey>,
+}
+
+enum Step {
+    Go(Admission),
+    WaitUntil(i64),
+    Refuse(LocalRefusal),
+}
+
+fn metric_scope(scope: Scope) -> &'static str {
+    scope.as_str()
+}
+
+impl Router {
+    /// Compiles every venue's contract and credentials.
+    pub fn new(venues: &BTreeMap<String, VenueConfig>) -> Result<Router, RouterError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| RouterError::Client(e.to_string()))?;
+        let mut compiled = BTreeMap::new();
+        for (name, config) in venues {
+            let valid = !name.is_empty()
+                && !name.starts_with('_')
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !valid {
+                return Err(RouterError::Name(name.clone()));
+            }
+            let url = url::Url::parse(&config.base_url).map_err(|e| RouterError::BaseUrl {
+                venue: name.clone(),
+                message: e.to_string(),
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(RouterError::BaseUrl {
+                    venue: name.clone(),
+                    message: "must be an http:// or https:// URL with a host".into(),
+                });
+            }
+            let host = format!(
+                "{}:{}",
+                url.host_str().unwrap_or_default(),
+                url.port_or_known_default().unwrap_or(0)
+            );
+            let contract = Contract::compile(name, config)?;
+            let signer = config
+                .credentials
+                .as_ref()
+                .map(|c| Signer::new(config.kind, c))
+                .transpose()
+                .map_err(|source| RouterError::Credentials {
+                    venue: name.clone(),
+                    source,
+                })?;
+            compiled.insert(
+                name.clone(),
+                Arc::new(Venue {
+                    name: name.clone(),
+                    kind: config.kind,
+                    host,
+                    base: config.base_url.trim_end_matches('/').to_owned(),
+                    contract,
+                    signer,
+                    config: config.clone(),
+                    offset_ms: AtomicI64::new(0),
+                    turnstile: tokio::sync::Mutex::new(()),
+                    waiting: AtomicUsize::new(0),
+                    token: tokio::sync::Mutex::new(None),
+                }),
+            );
+        }
+        Ok(Router {
+            venues: compiled,
+            shared: Mutex::new(Shared::default()),
+            client,
+        })
+    }
+
+    /// Names of the configured venues.
+    pub fn venue_names(&self) -> impl Iterator<Item = &str> {
+        self.venues.keys().map(String::as_str)
+    }
+
+    /// Whether a venue of this name is configured.
+    pub fn has_venue(&self, name: &str) -> bool {
+        self.venues.contains_key(name)
+    }
+
+    /// The measured clock offset of a venue (venue minus local), in ms.
+    pub fn clock_offset_ms(&self, venue: &str) -> Option<i64> {
+        self.venues
+            .get(venue)
+            .map(|v| v.offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Measures every venue's clock once (those with a `clock` section).
+    pub async fn sync_clocks(&self) {
+        for venue in self.venues.values() {
+            if let Err(e) = self.sync_clock(venue).await {
+                tracing::warn!(venue = %venue.name, error = %e, "venue clock not measured");
+            }
+        }
+    }
+
+    /// Measures every venue's clock again on each venue's interval, forever.
+    pub async fn keep_clocks(self: Arc<Self>) {
+        let mut next: BTreeMap<String, Instant> = BTreeMap::new();
+        loop {
+            let now = Instant::now();
+            for venue in self.venues.values() {
+                let Some(clock) = &venue.config.clock else {
+                    continue;
+                };
+                let due = next
+                    .entry(venue.name.clone())
+                    .or_insert_with(|| now + Duration::from_secs(clock.interval_seconds.max(1)));
+                if *due <= now {
+                    if let Err(e) = self.sync_clock(venue).await {
+                        tracing::warn!(venue = %venue.name, error = %e, "venue clock not measured");
+                    }
+                    *due = Instant::now() + Duration::from_secs(clock.interval_seconds.max(1));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn sync_clock(&self, venue: &Venue) -> anyhow::Result<()> {
+        let Some(clock) = &venue.config.clock else {
+            return Ok(());
+        };
+        let started = local_now_ms();
+        let outcome = self
+            .call(
+                venue,
+                Method::GET,
+                &clock.path,
+                "",
+                Bytes::new(),
+                &HeaderMap::new(),
+            )
+            .await;
+        let finished = local_now_ms();
+        let Outcome::Venue { status, body, .. } = outcome else {
+            anyhow::bail!("time endpoint not answered: {outcome:?}");
+        };
+        anyhow::ensure!(status.is_success(), "time endpoint answered {status}");
+        let json: serde_json::Value = serde_json::from_slice(&body)?;
+        let value = json
+            .pointer(&clock.pointer)
+            .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+            .ok_or_else(|| anyhow::anyhow!("no number at {} in the answer", clock.pointer))?;
+        let venue_ms = match clock.unit {
+            ClockUnit::Ms => value,
+            ClockUnit::S => value * 1000.0,
+        } as i64;
+        // The venue read its clock somewhere between send and receipt: take
+        // the middle, so the error is at most half the round trip.
+        let offset = venue_ms - (started + finished) / 2;
+        venue.offset_ms.store(offset, Ordering::Relaxed);
+        metrics::gauge!("tollgate_venue_clock_offset_ms", "venue" => venue.name.clone())
+            .set(offset as f64);
+        tracing::debug!(venue = %venue.name, offset_ms = offset, rtt_ms = finished - started, "venue clock measured");
+        Ok(())
+    }
+
+    /// Routes one bot call: `venue` is the first path segment, `path` the rest.
+    pub async fn route(
+        &self,
+        venue: &str,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Bytes,
+        headers: &HeaderMap,
+    ) -> Option<Outcome> {
+        let venue = self.venues.get(venue)?.clone();
+        Some(self.call(&venue, method, path, query, body, headers).await)
+    }
+
+    async fn call(
+        &self,
+        venue: &Venue,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Bytes,
+        headers: &HeaderMap,
+    ) -> Outcome {
+        let plan = venue.contract.plan(&Call {
+            method: &method,
+            path,
+            query,
+            body: &body,
+        });
+        let token = if plan.signed && venue.kind == VenueKind::Deribit {
+            match self.deribit_token(venue).await {
+                Ok(token) => token,
+                Err(outcome) => return outcome,
+            }
+        } else {
+            None
+        };
+        let queued = Instant::now();
+        let admission = match self.admit(venue, &plan).await {
+            Ok(a) => a,
+            Err(refusal) => {
+                metrics::counter!("tollgate_venue_local_429_total", "venue" => venue.name.clone())
+                    .increment(1);
+                return Outcome::Refused(refusal);
+            }
+        };
+        let waited = queued.elapsed();
+        metrics::histogram!("tollgate_venue_queue_wait_seconds", "venue" => venue.name.clone())
+            .record(waited.as_secs_f64());
+        let mut out = Outgoing {
+            method: method.clone(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            body: body.to_vec(),
+            headers: Vec::new(),
+        };
+        if plan.signed
+            && let Some(signer) = &venue.signer
+        {
+            signer.sign(&mut out, venue.now(), token.as_deref());
+        }
+        let mut url = format!("{}{}", venue.base, out.path);
+        if !out.query.is_empty() {
+            url.push('?');
+            url.push_str(&out.query);
+        }
+        let mut request = self
+            .client
+            .request(out.method.clone(), url)
+            .timeout(Duration::from_millis(venue.config.timeout_ms));
+        for (name, value) in headers {
+            if forwardable(name.as_str()) {
+                request = request.header(name, value);
+            }
+        }
+        for (name, value) in &out.headers {
+            request = request.header(*name, value);
+        }
+        let sent = request.body(out.body).send().await;
+        let result = match sent {
+            Ok(response) => {
+                let status = response.status();
+                let headers = response.headers().clone();
+                match response.bytes().await {
+                    Ok(body) => Ok((status, headers, body)),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((status, response_headers, response_body)) => {
+                let refusal = venue.contract.classify(status.as_u16(), &response_body);
+                self.learn(venue, &admission, &response_headers, refusal);
+                if let Some(refusal) = refusal {
+                    metrics::counter!("tollgate_venue_refusals_total", "venue" => venue.name.clone(), "status" => status.as_u16().to_string())
+                        .increment(1);
+                    if refusal.reauthenticate {
+                        *venue.token.lock().await = None;
+                    }
+                }
+                Outcome::Venue {
+                    status,
+                    headers: response_headers,
+                    body: response_body,
+                    waited,
+                }
+            }
+            Err(e) => {
+                // It left: the venue may have counted it. Keep the cost.
+                self.learn(venue, &admission, &HeaderMap::new(), None);
+                self.release_probes(&admission);
+                if e.is_timeout() {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Unreachable(e.without_url().to_string())
+                }
+            }
+        }
+    }
+
+    /// Waits in the venue's queue until every budget the plan names has
+    /// room and no breaker stands in the way, then takes the cost.
+    async fn admit(&self, venue: &Venue, plan: &Plan) -> Result<Admission, LocalRefusal> {
+        let max_wait = Duration::from_millis(venue.config.max_wait_ms);
+        let deadline = Instant::now() + max_wait;
+        if venue.waiting.load(Ordering::Relaxed) >= venue.config.max_queue {
+            return Err(LocalRefusal::Capacity {
+                retry_after_ms: venue.config.max_wait_ms.max(1000),
+            });
+        }
+        let _depth = Depth::enter(venue);
+        let Ok(_turn) = tokio::time::timeout_at(deadline, venue.turnstile.lock()).await else {
+            return Err(LocalRefusal::Capacity {
+                retry_after_ms: venue.config.max_wait_ms.max(1000),
+            });
+        };
+        loop {
+            let now_local = local_now_ms();
+            let step = self.try_admit(venue, plan, now_local);
+            let until_local = match step {
+                Step::Go(admission) => {
+                    for taken in &admission.taken {
+                        metrics::counter!("tollgate_venue_cost_spent_total", "venue" => venue.name.clone(), "bucket" => taken.key.1.clone())
+                            .increment(taken.ticket.cost() / UNIT);
+                    }
+                    return Ok(admission);
+                }
+                Step::Refuse(refusal) => return Err(refusal),
+                Step::WaitUntil(until_local) => until_local,
+            };
+            let wake =
+                Instant::now() + Duration::from_millis((until_local - now_local).max(1) as u64);
+            if wake > deadline {
+                let retry_after_ms = (until_local - now_local).max(1) as u64;
+                let shared = self.shared.lock();
+                let banned = plan.costs.iter().any(|(index, _, value)| {
+                    let spec = &venue.contract.buckets[*index];
+                    let key = (venue.owner(spec.scope), spec.scope, value.clone());
+                    matches!(
+                        shared.breakers.get(&key),
+                        Some(Breaker::Open { banned: true, .. })
+                    )
+                });
+                let breaker_open = plan.costs.iter().any(|(index, _, value)| {
+                    let spec = &venue.contract.buckets[*index];
+                    let key = (venue.owner(spec.scope), spec.scope, value.clone());
+                    matches!(shared.breakers.get(&key), Some(Breaker::Open { .. }))
+                });
+                return Err(if breaker_open {
+                    LocalRefusal::Backoff {
+                        retry_after_ms,
+                        banned,
+                    }
+                } else {
+                    LocalRefusal::Capacity { retry_after_ms }
+                });
+            }
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+
+    fn try_admit(&self, venue: &Venue, plan: &Plan, now_local: i64) -> Step {
+        let now = now_local + venue.offset_ms.load(Ordering::Relaxed);
+        let mut shared = self.shared.lock();
+        let mut scopes: Vec<BreakerKey> = Vec::new();
+        for (index, _, value) in &plan.costs {
+            let spec = &venue.contract.buckets[*index];
+            let key = (venue.owner(spec.scope), spec.scope, value.clone());
+            if !scopes.contains(&key) {
+                scopes.push(key);
+            }
+        }
+        let mut probes = Vec::new();
+        for key in &scopes {
+            let breaker = shared
+                .breakers
+                .entry(key.clone())
+                .or_insert(Breaker::Closed);
+            match *breaker {
+                Breaker::Closed => {}
+                Breaker::Open { until_ms, .. } if until_ms > now_local => {
+                    return Step::WaitUntil(until_ms);
+                }
+                Breaker::Open { .. } | Breaker::HalfOpen { probing: false } => {
+                    probes.push(key.clone());
+                }
+                // One probe at a time: look again shortly.
+                Breaker::HalfOpen { probing: true } => return Step::WaitUntil(now_local + 10),
+            }
+        }
+        let mut staged = Vec::with_capacity(plan.costs.len());
+        let mut wait_until = i64::MIN;
+        for (index, cost, value) in &plan.costs {
+            let spec = &venue.contract.buckets[*index];
+            let key = (venue.owner(spec.scope), spec.name.clone(), value.clone());
+            let mut budget = shared
+                .budgets
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| Budget::new(spec.kind, now));
+            match budget.try_take(*cost, now) {
+                Ok(ticket) => staged.push((key, budget, ticket, spec)),
+                Err(Wait::Until(at)) => wait_until = wait_until.max(at),
+                Err(Wait::Never) => {
+                    return Step::Refuse(LocalRefusal::TooExpensive {
+                        bucket: spec.name.clone(),
+                    });
+                }
+            }
+        }
+        if wait_until != i64::MIN {
+            // Venue clock back to local clock.
+            return Step::WaitUntil(wait_until - (now - now_local));
+        }
+        let mut taken = Vec::with_capacity(staged.len());
+        for (key, budget, ticket, spec) in staged {
+            shared.budgets.insert(key.clone(), budget);
+            taken.push(Taken {
+                key,
+                ticket,
+                header: spec.header.clone(),
+                reports: spec.reports,
+            });
+        }
+        for key in &probes {
+            shared
+                .breakers
+                .insert(key.clone(), Breaker::HalfOpen { probing: true });
+            set_breaker_gauge(&venue.name, key.1, 2.0);
+        }
+        Step::Go(Admission {
+            taken,
+            probes,
+            scopes,
+        })
+    }
+
+    /// Applies what an answer says: the venue's counts, its refusal, the
+    /// probe's result.
+    fn learn(
+        &self,
+        venue: &Venue,
+        admission: &Admission,
+        headers: &HeaderMap,
+        refusal: Option<Refusal>,
+    ) {
+        let now_local = local_now_ms();
+        let now = now_local + venue.offset_ms.load(Ordering::Relaxed);
+        let mut shared = self.shared.lock();
+        for taken in &admission.taken {
+            let Some(budget) = shared.budgets.get_mut(&taken.key) else {
+                continue;
+            };
+            if refusal.is_none()
+                && let Some(value) = taken
+                    .header
+                    .as_deref()
+                    .and_then(|h| headers.get(h))
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+            {
+                let micro = (value * UNIT as f64).round() as u64;
+                let report = match taken.reports {
+                    HeaderReports::Used => Report::Used(micro),
+                    HeaderReports::Remaining => Report::Remaining(micro),
+                };
+                budget.resync(&taken.ticket, report, now);
+            }
+            budget.answered(&taken.ticket, now);
+        }
+        if let Some(refusal) = refusal {
+            let wait_ms = retry_after_ms(headers, now_local).unwrap_or(refusal.backoff_ms);
+            let banned = refusal.action == ErrorAction::Ban;
+            // Open the breaker of the refusal's scope for every scope value
+            // this call used (the pair it traded), or the plain scope.
+            let mut keys: Vec<BreakerKey> = admission
+                .scopes
+                .iter()
+                .filter(|k| k.1 == refusal.scope)
+                .cloned()
+                .collect();
+            if keys.is_empty() {
+                keys.push((venue.owner(refusal.scope), refusal.scope, None));
+            }
+            for key in keys {
+                let until_ms = now_local + wait_ms as i64;
+                let entry = shared
+                    .breakers
+                    .entry(key.clone())
+                    .or_insert(Breaker::Closed);
+                let longer = match *entry {
+                    Breaker::Open {
+                        until_ms: current, ..
+                    } => until_ms.max(current),
+                    _ => until_ms,
+                };
+                *entry = Breaker::Open {
+                    until_ms: longer,
+                    banned,
+                };
+                set_breaker_gauge(&venue.name, key.1, 1.0);
+                tracing::warn!(venue = %venue.name, scope = metric_scope(key.1), wait_ms, banned, "venue refused: breaker open");
+            }
+            metrics::counter!("tollgate_venue_rate_limited_total", "venue" => venue.name.clone(), "action" => if banned { "ban" } else { "backoff" })
+                .increment(1);
+        } else {
+            for key in &admission.probes {
+                if let Some(b) = shared.breakers.get_mut(key)
+                    && matches!(b, Breaker::HalfOpen { .. })
+                {
+                    *b = Breaker::Closed;
+                    set_breaker_gauge(&venue.name, key.1, 0.0);
+                }
+            }
+        }
+    }
+
+    fn release_probes(&self, admission: &Admission) {
+        let mut shared = self.shared.lock();
+        for key in &admission.probes {
+            if let Some(b) = shared.breakers.get_mut(key)
+                && matches!(b, Breaker::HalfOpen { probing: true })
+            {
+                *b = Breaker::HalfOpen { probing: false };
+            }
+        }
+    }
+
+    /// Deribit: a cached access token from `public/auth` (client
+    /// credentials), fetched through the same budgets as any call.
+    async fn deribit_token(&self, venue: &Venue) -> Result<Option<String>, Outcome> {
+        let Some(signer) = &venue.signer else {
+            return Ok(None);
+        };
+        let mut slot = venue.token.lock().await;
+        if let Some((token, expires)) = slot.as_ref()
+            && *expires > local_now_ms()
+        {
+            return Ok(Some(token.clone()));
+        }
+        let (id, secret) = signer.client_credentials();
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", id)
+            .append_pair("client_secret", &secret)
+            .finish();
+        let started = local_now_ms();
+        let outcome = Box::pin(self.call(
+            venue,
+            Method::GET,
+            "/api/v2/public/auth",
+            &query,
+            Bytes::new(),
+            &HeaderMap::new(),
+        ))
+        .await;
+        let Outcome::Venue { status, body, .. } = outcome else {
+            return Err(outcome);
+        };
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let token = json
+            .pointer("/result/access_token")
+            .and_then(|v| v.as_str());
+        let expires_in = json
+            .pointer("/result/expires_in")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        match token {
+            Some(token) if status.is_success() => {
+                // Renew a little early so a call never carries a token that
+                // expires on the way.
+                let expires = started + (expires_in * 1000 * 9 / 10);
+                *slot = Some((token.to_owned(), expires));
+                Ok(Some(token.to_owned()))
+            }
+            _ => Err(Outcome::AuthFailed(format!(
+                "public/auth answered {status} without an access token"
+            ))),
+        }
+    }
+
+    /// A snapshot for `GET /_tollgate/venues`.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let now_local = local_now_ms();
+        let mut shared = self.shared.lock();
+        let mut out = serde_json::Map::new();
+        for venue in self.venues.values() {
+            let now = now_local + venue.offset_ms.load(Ordering::Relaxed);
+            let mut budgets = Vec::new();
+            for spec in &venue.contract.buckets {
+                let owner = venue.owner(spec.scope);
+                for ((o, name, value), budget) in shared.budgets.iter_mut() {
+                    if *o == owner && *name == spec.name {
+                        budgets.push(serde_json::json!({
+                            "bucket": name,
+                            "scope": spec.scope.as_str(),
+                            "scope_value": value,
+                            "available": budget.available(now) as f64 / UNIT as f64,
+                        }));
+                    }
+                }
+            }
+            let breakers: Vec<_> = shared
+                .breakers
+                .iter()
+                .filter(|((owner, scope, _), _)| *owner == venue.owner(*scope))
+                .map(|((_, scope, value), b)| {
+                    serde_json::json!({"scope": scope.as_str(), "scope_value": value, "breaker": b})
+                })
+                .collect();
+            out.insert(
+                venue.name.clone(),
+                serde_json::json!({
+                    "kind": venue.kind,
+                    "clock_offset_ms": venue.offset_ms.load(Ordering::Relaxed),
+                    "queue_depth": venue.waiting.load(Ordering::Relaxed),
+                    "budgets": budgets,
+                    "breakers": breakers,
+                }),
+            );
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
+/// Counts a waiting call for as long as it waits.
+struct Depth<'a>(&'a Venue);
+
+impl<'a> Depth<'a> {
+    fn enter(venue: &'a Venue) -> Self {
+        let depth = venue.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("tollgate_venue_queue_depth", "venue" => venue.name.clone())
+            .set(depth as f64);
+        Depth(venue)
+    }
+}
+
+impl Drop for Depth<'_> {
+    fn drop(&mut self) {
+        let depth = self.0.waiting.fetch_sub(1, Ordering::Relaxed) - 1;
+        metrics::gauge!("tollgate_venue_queue_depth", "venue" => self.0.name.clone())
+            .set(depth as f64);
+    }
+}
+
+fn set_breaker_gauge(venue: &str, scope: Scope, state: f64) {
+    metrics::gauge!("tollgate_venue_breaker_state", "venue" => venue.to_owned(), "scope" => scope.as_str())
+        .set(state);
+}
+
+/// Headers a bot's call keeps on its way out: not hop-by-hop, not the host,
+/// and no venue credentials (the router adds its own).
+fn forwardable(name: &str) -> bool {
+    !matches!(
+        name,
+        "host"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "content-length"
+            | "authorization"
+            | "cb-access-key"
+            | "cb-access-sign"
+            | "cb-access-timestamp"
+            | "cb-access-passphrase"
+            | "x-mbx-apikey"
+            | "api-key"
+            | "api-sign"
+            | "apikey"
+            | "authent"
+            | "nonce"
+    )
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date, in ms from `now_local`.
+pub fn retry_after_ms(headers: &HeaderMap, now_local: i64) -> Option<u64> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1000));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at_ms = at.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64;
+    Some((at_ms - now_local).max(0) as u64)
+}

@@ -1,0 +1,339 @@
+//! The router's queue, local 429s, breaker and resync, over real HTTP
+//! against a scripted venue whose answers each test controls exactly.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use parking_lot::Mutex;
+use tollgate_venues::{Router, VenueConfig};
+
+/// One scripted answer: status, headers, body.
+type Answer = (u16, Vec<(&'static str, String)>, String);
+
+/// What the scripted venue answers, in order; the last answer repeats.
+#[derive(Clone)]
+struct Script {
+    answers: Arc<Mutex<Vec<Answer>>>,
+    seen: Arc<Mutex<Vec<(Instant, String, HeaderMap)>>>,
+}
+
+impl Script {
+    fn new(answers: Vec<Answer>) -> Self {
+        Script {
+            answers: Arc::new(Mutex::new(answers)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn seen(&self) -> Vec<(Instant, String, HeaderMap)> {
+        self.seen.lock().clone()
+    }
+}
+
+async fn scripted_venue(script: Script) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap| {
+        let script = script.clone();
+        async move {
+            script
+                .seen
+                .lock()
+                .push((Instant::now(), uri.to_string(), headers));
+            let (status, headers, body) = {
+                let mut answers = script.answers.lock();
+                if answers.len() > 1 {
+                    answers.remove(0)
+                } else {
+                    answers[0].clone()
+                }
+            };
+            let mut response = axum::response::Response::new(axum::body::Body::from(body));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            for (name, value) in headers {
+                response.headers_mut().insert(name, value.parse().unwrap());
+            }
+            response
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn start_router(venues: &str) -> (SocketAddr, Arc<Router>) {
+    let venues: BTreeMap<String, VenueConfig> = toml::from_str(venues).unwrap();
+    let router = Arc::new(Router::new(&venues).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tollgate_venues::server::serve(
+        listener,
+        Arc::clone(&router),
+        1 << 20,
+        std::future::pending(),
+    ));
+    (addr, router)
+}
+
+fn ok() -> Answer {
+    (200, vec![], "{}".into())
+}
+
+async fn get(client: &reqwest::Client, url: String) -> reqwest::Response {
+    client.get(url).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn capacity_beyond_the_queue_bound_is_refused_locally() {
+    let script = Script::new(vec![ok()]);
+    let venue = scripted_venue(script.clone()).await;
+    let (router, _) = start_router(&format!(
+        r#"
+[v]
+kind = "coinbase"
+base_url = "http://{venue}"
+max_wait_ms = 300
+[[v.buckets]]
+name = "b"
+kind = "token_bucket"
+capacity = 2
+refill_per_second = 1
+[v.default_cost]
+b = 1
+"#
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(get(&client, format!("http://{router}/v/x")).await);
+    }
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    let refused = answers.pop().unwrap();
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "venue_capacity");
+    // The venue never saw the refused calls.
+    assert_eq!(script.seen().len(), 2);
+
+    // Within the bound, a call waits instead: a token comes back after 1 s;
+    // with a 300 ms bound, 700 ms from now it fits.
+    tokio::time::sleep(Duration::from_millis(750)).await;
+    let started = Instant::now();
+    let waited = get(&client, format!("http://{router}/v/x")).await;
+    assert_eq!(waited.status(), 200);
+    let ms: u64 = waited.headers()["tollgate-venue-wait-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        ms >= 100 && started.elapsed() >= Duration::from_millis(100),
+        "waited {ms} ms"
+    );
+    assert_eq!(script.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn a_venue_429_opens_the_breaker_until_retry_after_then_one_probe() {
+    let script = Script::new(vec![
+        (
+            429,
+            vec![("retry-after", "1".into())],
+            "{\"code\":-1003}".into(),
+        ),
+        ok(),
+    ]);
+    let venue = scripted_venue(script.clone()).await;
+    let (router, _) = start_router(&format!(
+        r#"
+[v]
+kind = "binance"
+base_url = "http://{venue}"
+max_wait_ms = 3000
+[[v.buckets]]
+name = "weight"
+kind = "fixed_window"
+limit = 1000
+window_ms = 60000
+scope = "ip"
+[v.default_cost]
+weight = 1
+[[v.errors]]
+status = 429
+action = "backoff"
+scope = "ip"
+"#
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    // The venue's own 429 is passed on as it is.
+    let first = get(&client, format!("http://{router}/v/api/v3/ping")).await;
+    assert_eq!(first.status(), 429);
+    assert_eq!(first.text().await.unwrap(), "{\"code\":-1003}");
+    // Three more at once: they wait for Retry-After, then one probe goes
+    // alone; when it succeeds, the others follow.
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                get(&client, format!("http://{router}/v/api/v3/ping"))
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    let seen = script.seen();
+    assert_eq!(seen.len(), 4);
+    let gap = seen[1].0 - seen[0].0;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "sent again after {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_ban_longer_than_the_bound_is_refused_locally_for_the_whole_scope() {
+    let script = Script::new(vec![(
+        418,
+        vec![("retry-after", "120".into())],
+        "{\"code\":-1003,\"msg\":\"Way too much request weight used; IP banned until 1.\"}".into(),
+    )]);
+    let venue = scripted_venue(script.clone()).await;
+    let (router, _) = start_router(&format!(
+        r#"
+[v]
+kind = "binance"
+base_url = "http://{venue}"
+max_wait_ms = 500
+[[v.buckets]]
+name = "weight"
+kind = "fixed_window"
+limit = 1000
+window_ms = 60000
+scope = "ip"
+[[v.buckets]]
+name = "orders"
+kind = "fixed_window"
+limit = 50
+window_ms = 10000
+scope = "account"
+[v.default_cost]
+weight = 1
+[[v.endpoints]]
+path = "/api/v3/order"
+cost = {{ orders = 1 }}
+[[v.errors]]
+status = 418
+action = "ban"
+scope = "ip"
+"#
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        get(&client, format!("http://{router}/v/api/v3/depth"))
+            .await
+            .status(),
+        418
+    );
+    for path in ["api/v3/depth", "api/v3/order"] {
+        let r = get(&client, format!("http://{router}/v/{path}")).await;
+        assert_eq!(r.status(), 429);
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((118..=120).contains(&retry), "retry-after {retry}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "venue_banned");
+    }
+    assert_eq!(script.seen().len(), 1, "nothing sent while banned");
+}
+
+#[tokio::test]
+async fn the_venues_count_header_resyncs_the_window() {
+    // Another process on the same IP has spent 95 of 100: the venue says so.
+    let script = Script::new(vec![(200, vec![("x-used", "95".into())], "{}".into())]);
+    let venue = scripted_venue(script.clone()).await;
+    let (router, state) = start_router(&format!(
+        r#"
+[v]
+kind = "binance"
+base_url = "http://{venue}"
+max_wait_ms = 200
+[[v.buckets]]
+name = "weight"
+kind = "fixed_window"
+limit = 100
+window_ms = 600000
+guard_ms = 0
+scope = "ip"
+header = "X-Used"
+[v.default_cost]
+weight = 1
+"#
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        get(&client, format!("http://{router}/v/a")).await.status(),
+        200
+    );
+    let snapshot = state.snapshot();
+    assert_eq!(snapshot["v"]["budgets"][0]["available"], 5.0);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            get(&client, format!("http://{router}/v/a"))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    // Each answer says 95 again (the venue is the judge): the estimate
+    // follows it back to 95 after every call.
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // Now the venue reports the window full: the next call is held locally.
+    script.answers.lock()[0] = (200, vec![("x-used", "100".into())], "{}".into());
+    assert_eq!(
+        get(&client, format!("http://{router}/v/a")).await.status(),
+        200
+    );
+    let r = get(&client, format!("http://{router}/v/a")).await;
+    assert_eq!(r.status(), 429);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "venue_capacity");
+}
+
+#[tokio::test]
+async fn unknown_venues_and_unreachable_venues_are_clear_errors() {
+    let (router, _) = start_router(
+        r#"
+[down]
+kind = "kraken"
+base_url = "http://127.0.0.1:9"
+"#,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let r = get(&client, format!("http://{router}/nope/x")).await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "unknown_venue");
+    let r = get(&client, format!("http://{router}/down/0/public/Time")).await;
+    assert_eq!(r.status(), 502);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "venue_unreachable");
+}

@@ -46,8 +46,14 @@ pub enum BudgetKind {
         window_ms: i64,
         guard_ms: i64,
     },
-    /// At most `limit` in any interval of `window_ms`.
-    SlidingWindow { limit: u64, window_ms: i64 },
+    /// At most `limit` in any interval of `window_ms`. A send is remembered
+    /// for `window_ms + guard_ms`, so sends the venue sees up to `guard_ms`
+    /// closer together than they left still fit its window.
+    SlidingWindow {
+        limit: u64,
+        window_ms: i64,
+        guard_ms: i64,
+    },
 }
 
 /// Why a take did not happen now.
@@ -196,13 +202,20 @@ impl Budget {
                 }
                 (*index, in_start_guard || in_end_guard)
             }
-            (State::Sliding { entries, sum }, BudgetKind::SlidingWindow { window_ms, .. }) => {
+            (
+                State::Sliding { entries, sum },
+                BudgetKind::SlidingWindow {
+                    window_ms,
+                    guard_ms,
+                    ..
+                },
+            ) => {
                 if *sum + cost > limit {
                     let mut freed = 0u64;
                     for (at, spent) in entries.iter() {
                         freed += spent;
                         if *sum - freed + cost <= limit {
-                            return Err(Wait::Until(at + window_ms));
+                            return Err(Wait::Until(at + window_ms + guard_ms));
                         }
                     }
                     return Err(Wait::Never);
@@ -349,9 +362,16 @@ impl Budget {
                     self.answered = 0;
                 }
             }
-            (State::Sliding { entries, sum }, BudgetKind::SlidingWindow { window_ms, .. }) => {
+            (
+                State::Sliding { entries, sum },
+                BudgetKind::SlidingWindow {
+                    window_ms,
+                    guard_ms,
+                    ..
+                },
+            ) => {
                 while let Some(&(at, spent)) = entries.front() {
-                    if at + window_ms > now {
+                    if at + window_ms + guard_ms > now {
                         break;
                     }
                     entries.pop_front();
@@ -539,6 +559,7 @@ mod tests {
         let kind = BudgetKind::SlidingWindow {
             limit: units(500),
             window_ms: 10_000,
+            guard_ms: 0,
         };
         let mut b = Budget::new(kind, 0);
         b.try_take(units(300), 0).unwrap();

@@ -87,7 +87,7 @@ proptest! {
         gaps in proptest::collection::vec(0i64..200, 1..300),
         costs in proptest::collection::vec(1u64..10, 300),
     ) {
-        let kind = BudgetKind::SlidingWindow { limit: limit * UNIT, window_ms };
+        let kind = BudgetKind::SlidingWindow { limit: limit * UNIT, window_ms, guard_ms: 0 };
         let mut budget = Budget::new(kind, 0);
         let mut admitted: Vec<(i64, u64)> = Vec::new();
         let mut now = 0i64;

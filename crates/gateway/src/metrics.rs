@@ -80,8 +80,60 @@ impl Metrics {
             .record(seconds);
     }
 
+    /// A recorder that writes into this gateway's registry, for parts that
+    /// record their own metrics (the venue router).
+    pub fn shared_recorder(
+        self: &std::sync::Arc<Self>,
+    ) -> std::sync::Arc<dyn Recorder + Send + Sync> {
+        std::sync::Arc::new(SharedRecorder(std::sync::Arc::clone(self)))
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         self.handle.render()
+    }
+}
+
+/// This gateway's recorder, shared.
+struct SharedRecorder(std::sync::Arc<Metrics>);
+
+impl Recorder for SharedRecorder {
+    fn describe_counter(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<metrics::Unit>,
+        description: metrics::SharedString,
+    ) {
+        self.0.recorder.describe_counter(key, unit, description);
+    }
+
+    fn describe_gauge(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<metrics::Unit>,
+        description: metrics::SharedString,
+    ) {
+        self.0.recorder.describe_gauge(key, unit, description);
+    }
+
+    fn describe_histogram(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<metrics::Unit>,
+        description: metrics::SharedString,
+    ) {
+        self.0.recorder.describe_histogram(key, unit, description);
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Counter {
+        self.0.recorder.register_counter(key, metadata)
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Gauge {
+        self.0.recorder.register_gauge(key, metadata)
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Histogram {
+        self.0.recorder.register_histogram(key, metadata)
     }
 }

@@ -242,7 +242,15 @@ pub async fn run_with(
         stop_rx.clone(),
     ));
     let egress_task = match listeners.egress {
-        Some(listener) => Some(start_egress(&config, listener, stop_rx.clone()).await?),
+        Some(listener) => Some(
+            start_egress(
+                &config,
+                listener,
+                metrics.shared_recorder(),
+                stop_rx.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let flush_every = Duration::from_millis(config.store.usage_flush_ms);
@@ -283,12 +291,13 @@ pub async fn run_with(
 async fn start_egress(
     config: &Config,
     listener: TcpListener,
+    recorder: tollgate_venues::meter::Sink,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(
     tokio::task::JoinHandle<std::io::Result<()>>,
     tokio::task::JoinHandle<()>,
 )> {
-    let router = Arc::new(tollgate_venues::Router::new(&config.venues)?);
+    let router = Arc::new(tollgate_venues::Router::new(&config.venues)?.with_metrics(recorder));
     if tokio::time::timeout(Duration::from_secs(10), router.sync_clocks())
         .await
         .is_err()

@@ -223,7 +223,9 @@ pub struct BucketConfig {
     pub limit: Option<f64>,
     pub window_ms: Option<i64>,
     /// Fixed windows: sends this close to a boundary count in both windows,
-    /// covering the error of the measured clock offset.
+    /// covering the error of the measured clock offset. Sliding windows: a
+    /// send is remembered this much longer than the window, covering the
+    /// spread between when sends leave and when the venue counts them.
     #[serde(default = "default_guard_ms")]
     pub guard_ms: i64,
     /// Units held back from the venue's figure, covering jitter between

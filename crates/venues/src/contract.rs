@@ -28,6 +28,8 @@ pub struct BucketSpec {
     /// Lower-case header name carrying the venue's count.
     pub header: Option<String>,
     pub reports: HeaderReports,
+    /// Units held back (micro-units); a `remaining` report is lowered by it.
+    pub reserve: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -139,20 +141,24 @@ impl Contract {
                     let window_ms = b.window_ms.filter(|w| *w > 0).ok_or_else(|| {
                         fail(format!("bucket {:?} needs a positive window_ms", b.name))
                     })?;
+                    if b.guard_ms < 0 || b.guard_ms * 2 >= window_ms {
+                        return Err(fail(format!(
+                            "bucket {:?}: guard_ms must be at least 0 and under half of window_ms",
+                            b.name
+                        )));
+                    }
                     if b.kind == BucketKind::FixedWindow {
-                        if b.guard_ms < 0 || b.guard_ms * 2 >= window_ms {
-                            return Err(fail(format!(
-                                "bucket {:?}: guard_ms must be at least 0 and under half of window_ms",
-                                b.name
-                            )));
-                        }
                         BudgetKind::FixedWindow {
                             limit,
                             window_ms,
                             guard_ms: b.guard_ms,
                         }
                     } else {
-                        BudgetKind::SlidingWindow { limit, window_ms }
+                        BudgetKind::SlidingWindow {
+                            limit,
+                            window_ms,
+                            guard_ms: b.guard_ms,
+                        }
                     }
                 }
             };
@@ -173,6 +179,7 @@ impl Contract {
                 scope_param: b.scope_param.clone(),
                 header: b.header.as_ref().map(|h| h.to_ascii_lowercase()),
                 reports,
+                reserve,
             });
         }
         let compile_costs = |costs: &std::collections::BTreeMap<String, CostConfig>| {

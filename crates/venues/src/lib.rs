@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod contract;
+pub mod meter;
 pub mod router;
 pub mod server;
 pub mod sign;

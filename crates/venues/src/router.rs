@@ -16,6 +16,7 @@ use tollgate_core::venue::{Budget, Report, Ticket, UNIT, Wait};
 
 use crate::config::{ClockUnit, ErrorAction, HeaderReports, Scope, VenueConfig, VenueKind};
 use crate::contract::{Call, Contract, ContractError, Plan, Refusal};
+use crate::meter::{Meter, Sink};
 use crate::sign::{CredentialsError, Outgoing, Signer};
 
 /// Wall-clock milliseconds on this host.
@@ -127,6 +128,7 @@ pub struct Router {
     venues: BTreeMap<String, Arc<Venue>>,
     shared: Mutex<Shared>,
     client: reqwest::Client,
+    meter: Meter,
 }
 
 /// One taken budget, to be answered and resynced.
@@ -135,6 +137,7 @@ struct Taken {
     ticket: Ticket,
     header: Option<String>,
     reports: HeaderReports,
+    reserve: u64,
 }
 
 struct Admission {
@@ -147,10 +150,6 @@ enum Step {
     Go(Admission),
     WaitUntil(i64),
     Refuse(LocalRefusal),
-}
-
-fn metric_scope(scope: Scope) -> &'static str {
-    scope.as_str()
 }
 
 impl Router {
@@ -217,7 +216,14 @@ impl Router {
             venues: compiled,
             shared: Mutex::new(Shared::default()),
             client,
+            meter: Meter::default(),
         })
+    }
+
+    /// Sends the router's metrics to `sink` (the host's recorder).
+    pub fn with_metrics(mut self, sink: Sink) -> Self {
+        self.meter = Meter::new(Some(sink));
+        self
     }
 
     /// Names of the configured venues.
@@ -302,7 +308,11 @@ impl Router {
         // the middle, so the error is at most half the round trip.
         let offset = venue_ms - (started + finished) / 2;
         venue.offset_ms.store(offset, Ordering::Relaxed);
-        metrics::gauge!("tollgate_venue_clock_offset_ms", "venue" => venue.name.clone())
+        self.meter
+            .gauge(
+                "tollgate_venue_clock_offset_ms",
+                &[("venue", venue.name.clone())],
+            )
             .set(offset as f64);
         tracing::debug!(venue = %venue.name, offset_ms = offset, rtt_ms = finished - started, "venue clock measured");
         Ok(())
@@ -349,13 +359,21 @@ impl Router {
         let admission = match self.admit(venue, &plan).await {
             Ok(a) => a,
             Err(refusal) => {
-                metrics::counter!("tollgate_venue_local_429_total", "venue" => venue.name.clone())
+                self.meter
+                    .counter(
+                        "tollgate_venue_local_429_total",
+                        &[("venue", venue.name.clone())],
+                    )
                     .increment(1);
                 return Outcome::Refused(refusal);
             }
         };
         let waited = queued.elapsed();
-        metrics::histogram!("tollgate_venue_queue_wait_seconds", "venue" => venue.name.clone())
+        self.meter
+            .histogram(
+                "tollgate_venue_queue_wait_seconds",
+                &[("venue", venue.name.clone())],
+            )
             .record(waited.as_secs_f64());
         let mut out = Outgoing {
             method: method.clone(),
@@ -403,7 +421,14 @@ impl Router {
                 let refusal = venue.contract.classify(status.as_u16(), &response_body);
                 self.learn(venue, &admission, &response_headers, refusal);
                 if let Some(refusal) = refusal {
-                    metrics::counter!("tollgate_venue_refusals_total", "venue" => venue.name.clone(), "status" => status.as_u16().to_string())
+                    self.meter
+                        .counter(
+                            "tollgate_venue_refusals_total",
+                            &[
+                                ("venue", venue.name.clone()),
+                                ("status", status.as_u16().to_string()),
+                            ],
+                        )
                         .increment(1);
                     if refusal.reauthenticate {
                         *venue.token.lock().await = None;
@@ -439,7 +464,7 @@ impl Router {
                 retry_after_ms: venue.config.max_wait_ms.max(1000),
             });
         }
-        let _depth = Depth::enter(venue);
+        let _depth = Depth::enter(venue, &self.meter);
         let Ok(_turn) = tokio::time::timeout_at(deadline, venue.turnstile.lock()).await else {
             return Err(LocalRefusal::Capacity {
                 retry_after_ms: venue.config.max_wait_ms.max(1000),
@@ -451,7 +476,14 @@ impl Router {
             let until_local = match step {
                 Step::Go(admission) => {
                     for taken in &admission.taken {
-                        metrics::counter!("tollgate_venue_cost_spent_total", "venue" => venue.name.clone(), "bucket" => taken.key.1.clone())
+                        self.meter
+                            .counter(
+                                "tollgate_venue_cost_spent_total",
+                                &[
+                                    ("venue", venue.name.clone()),
+                                    ("bucket", taken.key.1.clone()),
+                                ],
+                            )
                             .increment(taken.ticket.cost() / UNIT);
                     }
                     return Ok(admission);
@@ -551,13 +583,14 @@ impl Router {
                 ticket,
                 header: spec.header.clone(),
                 reports: spec.reports,
+                reserve: spec.reserve,
             });
         }
         for key in &probes {
             shared
                 .breakers
                 .insert(key.clone(), Breaker::HalfOpen { probing: true });
-            set_breaker_gauge(&venue.name, key.1, 2.0);
+            set_breaker_gauge(&self.meter, &venue.name, key.1, 2.0);
         }
         Step::Go(Admission {
             taken,
@@ -594,7 +627,10 @@ impl Router {
                 let micro = (value * UNIT as f64).round() as u64;
                 let report = match taken.reports {
                     HeaderReports::Used => Report::Used(micro),
-                    HeaderReports::Remaining => Report::Remaining(micro),
+                    // The reserve stays held back from what the venue reports.
+                    HeaderReports::Remaining => {
+                        Report::Remaining(micro.saturating_sub(taken.reserve))
+                    }
                 };
                 budget.resync(&taken.ticket, report, now);
             }
@@ -630,10 +666,15 @@ impl Router {
                     until_ms: longer,
                     banned,
                 };
-                set_breaker_gauge(&venue.name, key.1, 1.0);
-                tracing::warn!(venue = %venue.name, scope = metric_scope(key.1), wait_ms, banned, "venue refused: breaker open");
+                set_breaker_gauge(&self.meter, &venue.name, key.1, 1.0);
+                tracing::warn!(venue = %venue.name, scope = key.1.as_str(), wait_ms, banned, "venue refused: breaker open");
             }
-            metrics::counter!("tollgate_venue_rate_limited_total", "venue" => venue.name.clone(), "action" => if banned { "ban" } else { "backoff" })
+            let action = if banned { "ban" } else { "backoff" };
+            self.meter
+                .counter(
+                    "tollgate_venue_rate_limited_total",
+                    &[("venue", venue.name.clone()), ("action", action.to_owned())],
+                )
                 .increment(1);
         } else {
             for key in &admission.probes {
@@ -641,7 +682,7 @@ impl Router {
                     && matches!(b, Breaker::HalfOpen { .. })
                 {
                     *b = Breaker::Closed;
-                    set_breaker_gauge(&venue.name, key.1, 0.0);
+                    set_breaker_gauge(&self.meter, &venue.name, key.1, 0.0);
                 }
             }
         }
@@ -756,27 +797,36 @@ impl Router {
 }
 
 /// Counts a waiting call for as long as it waits.
-struct Depth<'a>(&'a Venue);
+struct Depth<'a>(&'a Venue, metrics::Gauge);
 
 impl<'a> Depth<'a> {
-    fn enter(venue: &'a Venue) -> Self {
+    fn enter(venue: &'a Venue, meter: &Meter) -> Self {
+        let gauge = meter.gauge(
+            "tollgate_venue_queue_depth",
+            &[("venue", venue.name.clone())],
+        );
         let depth = venue.waiting.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!("tollgate_venue_queue_depth", "venue" => venue.name.clone())
-            .set(depth as f64);
-        Depth(venue)
+        gauge.set(depth as f64);
+        Depth(venue, gauge)
     }
 }
 
 impl Drop for Depth<'_> {
     fn drop(&mut self) {
         let depth = self.0.waiting.fetch_sub(1, Ordering::Relaxed) - 1;
-        metrics::gauge!("tollgate_venue_queue_depth", "venue" => self.0.name.clone())
-            .set(depth as f64);
+        self.1.set(depth as f64);
     }
 }
 
-fn set_breaker_gauge(venue: &str, scope: Scope, state: f64) {
-    metrics::gauge!("tollgate_venue_breaker_state", "venue" => venue.to_owned(), "scope" => scope.as_str())
+fn set_breaker_gauge(meter: &Meter, venue: &str, scope: Scope, state: f64) {
+    meter
+        .gauge(
+            "tollgate_venue_breaker_state",
+            &[
+                ("venue", venue.to_owned()),
+                ("scope", scope.as_str().to_owned()),
+            ],
+        )
         .set(state);
 }
 

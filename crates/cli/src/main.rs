@@ -45,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Run the venue simulator: Coinbase, Binance, Deribit, Kraken and Kraken
+    /// Futures with their published limits, plus fault injection.
+    Sim(SimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +59,91 @@ struct ServeArgs {
     /// file, a seeded org and key. Ignores --config.
     #[arg(long)]
     demo: bool,
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// Address to listen on; every venue is served under its own path prefix.
+    #[arg(long, default_value = "127.0.0.1:9300")]
+    listen: std::net::SocketAddr,
+    /// Simulator configuration (TOML, see crates/sim/sim.example.toml);
+    /// without it the venues' published limits apply.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Refuse every request to VENUE for MS ms from start, with Retry-After S
+    /// (default 1) where the venue sends one. VENUE may be `all`. Repeatable.
+    #[arg(long = "storm", value_name = "VENUE:MS[:S]", value_parser = parse_storm)]
+    storms: Vec<(Option<tollgate_sim::Venue>, u64, Option<u64>)>,
+    /// Offset a venue's clock by MS (negative: behind). Repeatable.
+    #[arg(long = "skew-ms", value_name = "[VENUE:]MS", allow_hyphen_values = true, value_parser = parse_venue_value::<i64>)]
+    skews: Vec<(Option<tollgate_sim::Venue>, i64)>,
+    /// Add MS of latency before each request is processed. Repeatable.
+    #[arg(long = "latency-ms", value_name = "[VENUE:]MS", value_parser = parse_venue_value::<u64>)]
+    latency: Vec<(Option<tollgate_sim::Venue>, u64)>,
+    /// Fraction (0-1) of the orders in a cancel-all left open. Repeatable.
+    #[arg(long = "partial-cancel", value_name = "[VENUE:]FRACTION", value_parser = parse_venue_value::<f64>)]
+    partial_cancel: Vec<(Option<tollgate_sim::Venue>, f64)>,
+    /// Fraction (0-1) of the new orders in a batch that fail. Repeatable.
+    #[arg(long = "batch-mixed", value_name = "[VENUE:]FRACTION", value_parser = parse_venue_value::<f64>)]
+    batch_mixed: Vec<(Option<tollgate_sim::Venue>, f64)>,
+    /// Fraction (0-1) of order placements recorded but answered as unknown.
+    #[arg(long = "unknown-outcome", value_name = "[VENUE:]FRACTION", value_parser = parse_venue_value::<f64>)]
+    unknown_outcome: Vec<(Option<tollgate_sim::Venue>, f64)>,
+    /// How long an unknown outcome holds the connection before its 504.
+    #[arg(long = "hold-ms", value_name = "[VENUE:]MS", value_parser = parse_venue_value::<u64>)]
+    hold: Vec<(Option<tollgate_sim::Venue>, u64)>,
+    /// Drop the connection of an unknown outcome instead of answering 504.
+    #[arg(long)]
+    unknown_drop: bool,
+    /// Seed of the random draws of the fractional faults.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// `VENUE:VALUE` or `VALUE` (all venues); VENUE may also be `all`.
+fn parse_venue_value<T: std::str::FromStr>(
+    text: &str,
+) -> Result<(Option<tollgate_sim::Venue>, T), String> {
+    let (venue, value) = match text.split_once(':') {
+        Some((venue, value)) => (parse_sim_venue(venue)?, value),
+        None => (None, text),
+    };
+    let value = value
+        .parse::<T>()
+        .map_err(|_| format!("{value:?} is not a valid value"))?;
+    Ok((venue, value))
+}
+
+fn parse_sim_venue(text: &str) -> Result<Option<tollgate_sim::Venue>, String> {
+    if text.eq_ignore_ascii_case("all") {
+        return Ok(None);
+    }
+    text.parse::<tollgate_sim::Venue>().map(Some).map_err(|_| {
+        format!("unknown venue {text:?} (coinbase, binance, deribit, kraken, kraken_futures, all)")
+    })
+}
+
+/// `VENUE:MS[:S]`.
+fn parse_storm(text: &str) -> Result<(Option<tollgate_sim::Venue>, u64, Option<u64>), String> {
+    let mut parts = text.split(':');
+    let (Some(venue), Some(ms)) = (parts.next(), parts.next()) else {
+        return Err("expected VENUE:MS[:S]".to_owned());
+    };
+    let venue = parse_sim_venue(venue)?;
+    let ms = ms
+        .parse::<u64>()
+        .map_err(|_| format!("{ms:?} is not a number of ms"))?;
+    let retry = match parts.next() {
+        Some(secs) => Some(
+            secs.parse::<u64>()
+                .map_err(|_| format!("{secs:?} is not a number of seconds"))?,
+        ),
+        None => None,
+    };
+    if parts.next().is_some() {
+        return Err("expected VENUE:MS[:S]".to_owned());
+    }
+    Ok((venue, ms, retry))
 }
 
 #[derive(Debug, Subcommand)]
@@ -428,6 +516,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => Ok(check_config(&config)),
         Command::Org { admin, command } => org(&AdminClient::new(admin)?, command).await,
         Command::Key { admin, command } => key(&AdminClient::new(admin)?, command).await,
+        Command::Sim(args) => sim(args).await,
     }
 }
 
@@ -562,6 +651,80 @@ async fn serve_demo() -> anyhow::Result<ExitCode> {
     let result = tollgate_gateway::run(config, listeners, shutdown_signal()).await;
     let _ = std::fs::remove_dir_all(&dir);
     result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    use tollgate_sim::{Faults, SimConfig, Venue, VenueFaults};
+    let mut config = match &args.config {
+        Some(path) => match SimConfig::from_toml_file(path) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+        },
+        None => SimConfig::default(),
+    };
+    fn target(faults: &mut Faults, venue: Option<Venue>) -> &mut VenueFaults {
+        match venue {
+            Some(venue) => faults.venue_mut(venue),
+            None => &mut faults.all,
+        }
+    }
+    let faults = &mut config.faults;
+    for (venue, ms, retry) in args.storms {
+        let set = target(faults, venue);
+        set.storm_ms = Some(ms);
+        set.storm_retry_after_s = retry.or(set.storm_retry_after_s);
+    }
+    for (venue, ms) in args.skews {
+        target(faults, venue).skew_ms = Some(ms);
+    }
+    for (venue, ms) in args.latency {
+        target(faults, venue).latency_ms = Some(ms);
+    }
+    for (venue, fraction) in args.partial_cancel {
+        target(faults, venue).partial_cancel = Some(fraction);
+    }
+    for (venue, fraction) in args.batch_mixed {
+        target(faults, venue).batch_mixed = Some(fraction);
+    }
+    for (venue, fraction) in args.unknown_outcome {
+        target(faults, venue).unknown_outcome = Some(fraction);
+    }
+    for (venue, ms) in args.hold {
+        target(faults, venue).hold_ms = Some(ms);
+    }
+    if args.unknown_drop {
+        faults.all.unknown_drop = Some(true);
+    }
+    if let Some(seed) = args.seed {
+        faults.seed = seed;
+    }
+    if let Err(error) = config.validate() {
+        eprintln!("error: {error}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let handle = tollgate_sim::start(listener, config).await?;
+    let addr = handle.addr();
+    println!("venue simulator listening on http://{addr}");
+    for venue in Venue::ALL {
+        println!("  {:<15}{}", venue.name(), handle.base_url(venue));
+    }
+    println!(
+        "  {:<15}http://{addr}/_sim/stats (GET), /_sim/faults (GET, POST), /_sim/reset (POST)",
+        "admin"
+    );
+    println!(
+        "test credentials: docs/venues.md, section \"The simulator\" (defaults in crates/sim/sim.example.toml)"
+    );
+    println!("Press Ctrl-C to stop.");
+    shutdown_signal().await;
+    handle.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,815 @@
+//! The router against the venue simulator, over real HTTP on loopback.
+//!
+//! The simulator (`tollgate-sim`) is written separately from the venues'
+//! documentation and shares no limit or signing code with the router, so
+//! every signed call it accepts and every limit it does not see broken is
+//! evidence from an independent implementation.
+//!
+//! The proof: for each venue a bot sends three times faster than the venue
+//! allows, for eight seconds, with limits scaled down (and windows to one
+//! second) so the run is short. The simulator must record no rate-limit
+//! refusal at all, and the router must deliver at least 95 % of what the
+//! venue allowed in that time.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tollgate_sim::{SimConfig, SimHandle, Venue};
+use tollgate_venues::config::CredentialsConfig;
+use tollgate_venues::{Router, VenueConfig};
+
+#[derive(Deserialize)]
+struct ExampleFile {
+    venues: BTreeMap<String, VenueConfig>,
+}
+
+/// The shipped contract of `name`, pointed at the simulator with its test
+/// credentials.
+fn shipped(name: &str, sim: &SimHandle, venue: Venue) -> VenueConfig {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../venues.example.toml");
+    let file: ExampleFile = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut config = file.venues[name].clone();
+    config.base_url = sim.base_url(venue);
+    let defaults = SimConfig::default();
+    let credentials = match venue {
+        Venue::Coinbase => CredentialsConfig {
+            key: Some(defaults.coinbase.keys[0].key.clone()),
+            secret: Some(defaults.coinbase.keys[0].secret.clone()),
+            passphrase: Some(defaults.coinbase.keys[0].passphrase.clone()),
+            ..Default::default()
+        },
+        Venue::Binance => CredentialsConfig {
+            key: Some(defaults.binance.keys[0].api_key.clone()),
+            secret: Some(defaults.binance.keys[0].secret.clone()),
+            ..Default::default()
+        },
+        Venue::Deribit => CredentialsConfig {
+            key: Some(defaults.deribit.clients[0].client_id.clone()),
+            secret: Some(defaults.deribit.clients[0].client_secret.clone()),
+            ..Default::default()
+        },
+        Venue::Kraken => CredentialsConfig {
+            key: Some(defaults.kraken.keys[0].api_key.clone()),
+            secret: Some(defaults.kraken.keys[0].secret.clone()),
+            ..Default::default()
+        },
+        Venue::KrakenFutures => CredentialsConfig {
+            key: Some(defaults.kraken_futures.keys[0].api_key.clone()),
+            secret: Some(defaults.kraken_futures.keys[0].secret.clone()),
+            ..Default::default()
+        },
+    };
+    config.credentials = Some(credentials);
+    config
+}
+
+/// Sets fields of the bucket `name` in `config`.
+fn bucket(
+    config: &mut VenueConfig,
+    name: &str,
+    set: impl FnOnce(&mut tollgate_venues::config::BucketConfig),
+) {
+    let b = config
+        .buckets
+        .iter_mut()
+        .find(|b| b.name == name)
+        .unwrap_or_else(|| panic!("no bucket {name}"));
+    set(b);
+}
+
+async fn start_sim(config: SimConfig) -> SimHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tollgate_sim::start(listener, config).await.unwrap()
+}
+
+async fn start_router(venues: BTreeMap<String, VenueConfig>) -> (SocketAddr, Arc<Router>) {
+    let router = Arc::new(Router::new(&venues).unwrap());
+    router.sync_clocks().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tollgate_venues::server::serve(
+        listener,
+        Arc::clone(&router),
+        1 << 20,
+        std::future::pending(),
+    ));
+    (addr, router)
+}
+
+/// One order call as a bot would send it (unsigned: the router signs).
+#[derive(Clone)]
+struct Order {
+    method: reqwest::Method,
+    path: String,
+    content_type: Option<&'static str>,
+    body: String,
+}
+
+impl Order {
+    fn send(&self, client: &reqwest::Client, router: SocketAddr) -> reqwest::RequestBuilder {
+        let mut request =
+            client.request(self.method.clone(), format!("http://{router}{}", self.path));
+        if let Some(ct) = self.content_type {
+            request = request.header("content-type", ct);
+        }
+        request.body(self.body.clone())
+    }
+}
+
+fn order(venue: Venue) -> Order {
+    match venue {
+        Venue::Coinbase => Order {
+            method: reqwest::Method::POST,
+            path: "/coinbase/orders".into(),
+            content_type: Some("application/json"),
+            body: r#"{"product_id":"BTC-USD","side":"buy","type":"limit","size":"0.01","price":"1000.00"}"#.into(),
+        },
+        Venue::Binance => Order {
+            method: reqwest::Method::POST,
+            path: "/binance/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000".into(),
+            content_type: None,
+            body: String::new(),
+        },
+        Venue::Deribit => Order {
+            method: reqwest::Method::GET,
+            path: "/deribit/api/v2/private/buy?instrument_name=BTC-PERPETUAL&amount=10&type=limit&price=1000".into(),
+            content_type: None,
+            body: String::new(),
+        },
+        Venue::Kraken => Order {
+            method: reqwest::Method::POST,
+            path: "/kraken/0/private/AddOrder".into(),
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: "ordertype=limit&type=buy&volume=0.01&pair=XBTUSD&price=1000".into(),
+        },
+        Venue::KrakenFutures => Order {
+            method: reqwest::Method::POST,
+            path: "/kraken-futures/derivatives/api/v3/sendorder".into(),
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: "orderType=lmt&symbol=PI_XBTUSD&side=buy&size=1&limitPrice=1000".into(),
+        },
+    }
+}
+
+/// Whether a venue answer is a success in that venue's terms (Kraken
+/// answers errors with 200 and an `error` array).
+fn accepted(venue: Venue, status: u16, body: &str) -> bool {
+    if status != 200 {
+        return false;
+    }
+    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    match venue {
+        Venue::Kraken => json["error"].as_array().is_some_and(Vec::is_empty),
+        Venue::KrakenFutures => json["result"] == "success",
+        Venue::Deribit => json.get("result").is_some(),
+        _ => true,
+    }
+}
+
+struct Run {
+    delivered: u64,
+    sent: u64,
+    local_429: u64,
+    other: BTreeMap<String, u64>,
+}
+
+/// Sends `rate` orders per second for `duration`, each without waiting for
+/// the previous one, and counts what was accepted before the run ended.
+async fn flood(router: SocketAddr, venue: Venue, rate: f64, duration: Duration) -> Run {
+    let client = reqwest::Client::new();
+    let order = order(venue);
+    let started = Instant::now();
+    let end = started + duration;
+    let mut tasks = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    while Instant::now() < end {
+        tick.tick().await;
+        let request = order.send(&client, router);
+        tasks.push(tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let code = response
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v == "application/problem+json");
+            let body = response.text().await.unwrap();
+            (Instant::now(), status, code, body)
+        }));
+    }
+    let mut run = Run {
+        delivered: 0,
+        sent: tasks.len() as u64,
+        local_429: 0,
+        other: BTreeMap::new(),
+    };
+    for task in tasks {
+        let (at, status, local, body) = task.await.unwrap();
+        if local && status == 429 {
+            run.local_429 += 1;
+        } else if accepted(venue, status, &body) {
+            // Sent before the end (the answer takes a round trip to come back).
+            if at <= end + Duration::from_millis(100) {
+                run.delivered += 1;
+            }
+        } else {
+            *run.other
+                .entry(format!("{status} {}", &body[..body.len().min(120)]))
+                .or_default() += 1;
+        }
+    }
+    run
+}
+
+fn assert_proof(venue: Venue, sim: &SimHandle, run: &Run, allowed: f64) {
+    let stats = sim.stats();
+    let s = match venue {
+        Venue::Coinbase => &stats.coinbase,
+        Venue::Binance => &stats.binance,
+        Venue::Deribit => &stats.deribit,
+        Venue::Kraken => &stats.kraken,
+        Venue::KrakenFutures => &stats.kraken_futures,
+    };
+    assert!(
+        run.other.is_empty(),
+        "{venue:?}: unexpected answers {:?}",
+        run.other
+    );
+    assert_eq!(s.rate_limited, 0, "{venue:?}: the venue refused for rate");
+    assert_eq!(s.banned, 0, "{venue:?}: banned");
+    assert_eq!(s.auth_failures, 0, "{venue:?}: signatures refused");
+    let share = run.delivered as f64 / allowed;
+    eprintln!(
+        "{venue:?}: sent {} (3x), delivered {} of {allowed:.0} allowed ({:.1} %), {} answered 429 locally",
+        run.sent,
+        run.delivered,
+        share * 100.0,
+        run.local_429
+    );
+    assert!(
+        share >= 0.95,
+        "{venue:?}: delivered {:.1} % of the allowed",
+        share * 100.0
+    );
+    assert!(
+        run.local_429 > 0,
+        "{venue:?}: the bot was not faster than the venue"
+    );
+}
+
+const RUN: Duration = Duration::from_secs(8);
+
+#[tokio::test]
+async fn coinbase_token_bucket_is_never_tripped() {
+    let mut config = SimConfig::default();
+    config.coinbase.private_rate = 10.0;
+    config.coinbase.private_burst = 10.0;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("coinbase", &sim, Venue::Coinbase);
+    bucket(&mut venue, "private", |b| {
+        b.capacity = Some(10.0);
+        b.refill_per_second = Some(10.0);
+    });
+    venue.max_wait_ms = 500;
+    let (router, _) = start_router(BTreeMap::from([("coinbase".into(), venue)])).await;
+    let run = flood(router, Venue::Coinbase, 30.0, RUN).await;
+    assert_proof(Venue::Coinbase, &sim, &run, 10.0 + 10.0 * RUN.as_secs_f64());
+}
+
+#[tokio::test]
+async fn binance_clock_aligned_order_windows_are_never_tripped() {
+    let mut config = SimConfig::default();
+    config.binance.orders_short_limit = 20;
+    config.binance.orders_short_window_ms = 1000;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("binance", &sim, Venue::Binance);
+    bucket(&mut venue, "orders_10s", |b| {
+        b.limit = Some(20.0);
+        b.window_ms = Some(1000);
+        b.guard_ms = 20;
+    });
+    venue.max_wait_ms = 1000;
+    let (router, _) = start_router(BTreeMap::from([("binance".into(), venue)])).await;
+    let run = flood(router, Venue::Binance, 60.0, RUN).await;
+    // A run of whole seconds touches one window more than its length (it
+    // starts inside one): each is worth 20.
+    assert_proof(Venue::Binance, &sim, &run, 20.0 * (RUN.as_secs_f64() + 1.0));
+}
+
+#[tokio::test]
+async fn deribit_matching_engine_credits_are_never_tripped() {
+    let mut config = SimConfig::default();
+    let tier = config.deribit.matching_engine_tier.clone();
+    let t = config.deribit.matching_engine_tiers.get_mut(&tier).unwrap();
+    t.rate = 10.0;
+    t.burst = 10.0;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("deribit", &sim, Venue::Deribit);
+    bucket(&mut venue, "matching", |b| {
+        b.capacity = Some(10.0);
+        b.refill_per_second = Some(10.0);
+    });
+    venue.max_wait_ms = 500;
+    let (router, _) = start_router(BTreeMap::from([("deribit".into(), venue)])).await;
+    let run = flood(router, Venue::Deribit, 30.0, RUN).await;
+    assert_proof(Venue::Deribit, &sim, &run, 10.0 + 10.0 * RUN.as_secs_f64());
+}
+
+#[tokio::test]
+async fn kraken_per_pair_trading_counter_is_never_tripped() {
+    let mut config = SimConfig::default();
+    config.kraken.trading_threshold = 20.0;
+    config.kraken.trading_decay_per_s = 10.0;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("kraken", &sim, Venue::Kraken);
+    bucket(&mut venue, "trading", |b| {
+        b.max = Some(20.0);
+        b.decay_per_second = Some(10.0);
+    });
+    venue.max_wait_ms = 500;
+    let (router, _) = start_router(BTreeMap::from([("kraken".into(), venue)])).await;
+    let run = flood(router, Venue::Kraken, 30.0, RUN).await;
+    assert_proof(Venue::Kraken, &sim, &run, 20.0 + 10.0 * RUN.as_secs_f64());
+}
+
+#[tokio::test]
+async fn kraken_futures_cost_budget_is_never_tripped() {
+    let mut config = SimConfig::default();
+    config.kraken_futures.budget = 100;
+    config.kraken_futures.window_ms = 1000;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("kraken-futures", &sim, Venue::KrakenFutures);
+    bucket(&mut venue, "derivatives", |b| {
+        b.limit = Some(100.0);
+        b.window_ms = Some(1000);
+        b.guard_ms = 20;
+    });
+    venue.max_wait_ms = 500;
+    let (router, _) = start_router(BTreeMap::from([("kraken-futures".into(), venue)])).await;
+    // sendorder costs 10: 10 orders per second are allowed.
+    let run = flood(router, Venue::KrakenFutures, 30.0, RUN).await;
+    assert_proof(Venue::KrakenFutures, &sim, &run, 10.0 * RUN.as_secs_f64());
+}
+
+/// The same venue with no budgets and no error rules: "another program"
+/// spending the same account or IP behind the router's back.
+fn unlimited(mut config: VenueConfig) -> VenueConfig {
+    config.buckets.clear();
+    config.default_cost.clear();
+    for endpoint in &mut config.endpoints {
+        endpoint.cost.clear();
+    }
+    config.errors.clear();
+    config.clock = None;
+    config
+}
+
+fn faults(venue: Venue, set: impl FnOnce(&mut tollgate_sim::VenueFaults)) -> tollgate_sim::Faults {
+    let mut f = tollgate_sim::Faults::default();
+    let v = match venue {
+        Venue::Coinbase => &mut f.coinbase,
+        Venue::Binance => &mut f.binance,
+        Venue::Deribit => &mut f.deribit,
+        Venue::Kraken => &mut f.kraken,
+        Venue::KrakenFutures => &mut f.kraken_futures,
+    };
+    set(v);
+    f
+}
+
+async fn problem_code(response: reqwest::Response) -> (u16, Option<u64>, String) {
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (
+        status,
+        retry,
+        body["code"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_429_storm_is_waited_out_per_retry_after_and_never_draws_a_418() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut venue = shipped("binance", &sim, Venue::Binance);
+    venue.max_wait_ms = 4000;
+    let (router, _) = start_router(BTreeMap::from([("binance".into(), venue)])).await;
+    sim.set_faults(faults(Venue::Binance, |f| {
+        f.storm_ms = Some(2500);
+        f.storm_retry_after_s = Some(1);
+    }));
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    while started.elapsed() < Duration::from_secs(4) {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .get(format!(
+                    "http://{router}/binance/api/v3/depth?symbol=BTCUSDT&limit=5"
+                ))
+                .send()
+                .await
+                .unwrap();
+            (Instant::now(), r.status().as_u16())
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut after_storm_ok = 0;
+    let mut storm_answers = 0;
+    for task in tasks {
+        let (at, status) = task.await.unwrap();
+        match status {
+            200 if at > started + Duration::from_millis(2500) => after_storm_ok += 1,
+            429 => storm_answers += 1,
+            other => assert!(other == 200, "unexpected {other}"),
+        }
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.binance.banned, 0, "never a 418");
+    assert_eq!(
+        stats.binance.violations_during_backoff, 0,
+        "nothing was sent while a Retry-After was running"
+    );
+    // The first call met the storm; then one probe per Retry-After second.
+    assert!(
+        (1..=4).contains(&stats.binance.storm_refusals),
+        "storm refusals {}",
+        stats.binance.storm_refusals
+    );
+    assert!(storm_answers >= 1);
+    assert!(after_storm_ok > 10, "calls flowed again after the storm");
+    assert_eq!(stats.binance.rate_limited, 0);
+}
+
+#[tokio::test]
+async fn signed_timestamps_follow_the_venues_clock() {
+    let sim = start_sim(SimConfig::default()).await;
+    sim.set_faults(tollgate_sim::Faults {
+        binance: tollgate_sim::VenueFaults {
+            skew_ms: Some(20_000),
+            ..Default::default()
+        },
+        coinbase: tollgate_sim::VenueFaults {
+            skew_ms: Some(-45_000),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let binance = shipped("binance", &sim, Venue::Binance);
+    let coinbase = shipped("coinbase", &sim, Venue::Coinbase);
+    // A router that never reads the venues' clocks signs on the local one:
+    // the venues refuse it (this proves the skew is real).
+    let (blind, _) = start_router(BTreeMap::from([
+        (
+            "binance".into(),
+            VenueConfig {
+                clock: None,
+                ..binance.clone()
+            },
+        ),
+        (
+            "coinbase".into(),
+            VenueConfig {
+                clock: None,
+                ..coinbase.clone()
+            },
+        ),
+    ]))
+    .await;
+    let client = reqwest::Client::new();
+    let r = order(Venue::Binance)
+        .send(&client, blind)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], -1021, "{body}");
+    let r = order(Venue::Coinbase)
+        .send(&client, blind)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(sim.stats().binance.auth_failures, 1);
+    assert_eq!(sim.stats().coinbase.auth_failures, 1);
+
+    // The router measures each clock and signs on it.
+    let (router, state) = start_router(BTreeMap::from([
+        ("binance".into(), binance),
+        ("coinbase".into(), coinbase),
+    ]))
+    .await;
+    let offset = state.clock_offset_ms("binance").unwrap();
+    assert!((offset - 20_000).abs() < 250, "binance offset {offset}");
+    let offset = state.clock_offset_ms("coinbase").unwrap();
+    assert!((offset + 45_000).abs() < 250, "coinbase offset {offset}");
+    for venue in [Venue::Binance, Venue::Coinbase] {
+        let r = order(venue).send(&client, router).send().await.unwrap();
+        let status = r.status();
+        assert_eq!(status, 200, "{venue:?}: {}", r.text().await.unwrap());
+    }
+    assert_eq!(sim.stats().binance.auth_failures, 1);
+    assert_eq!(sim.stats().coinbase.auth_failures, 1);
+}
+
+/// Waits until the clock is at least `margin` away from the next boundary
+/// of a `window_ms` window, so a test's window does not roll under it.
+async fn away_from_boundary(window_ms: u128, margin_ms: u128) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let left = window_ms - now % window_ms;
+    if left < margin_ms {
+        tokio::time::sleep(Duration::from_millis(left as u64 + 50)).await;
+    }
+}
+
+#[tokio::test]
+async fn binance_weight_header_shows_what_another_program_spent() {
+    let mut config = SimConfig::default();
+    config.binance.weight_limit = 50;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("binance", &sim, Venue::Binance);
+    bucket(&mut venue, "weight", |b| b.limit = Some(50.0));
+    venue.max_wait_ms = 300;
+    let other = unlimited(venue.clone());
+    let (router, state) = start_router(BTreeMap::from([
+        ("binance".into(), venue),
+        ("other".into(), other),
+    ]))
+    .await;
+    away_from_boundary(60_000, 3_000).await;
+    let client = reqwest::Client::new();
+    // Another program on the same IP spends 40 of the minute's 50.
+    for _ in 0..8 {
+        let r = client
+            .get(format!(
+                "http://{router}/other/api/v3/depth?symbol=BTCUSDT&limit=5"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The router's next call learns it from X-MBX-USED-WEIGHT-1M (40, the
+    // router's own clock reading 1, and this call's 5)...
+    let r = client
+        .get(format!(
+            "http://{router}/binance/api/v3/depth?symbol=BTCUSDT&limit=5"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-mbx-used-weight-1m"], "46");
+    let snapshot = state.snapshot();
+    let weight = snapshot["binance"]["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["bucket"] == "weight")
+        .unwrap()
+        .clone();
+    assert_eq!(weight["available"], 4.0, "{weight}");
+    // ...so the next depth call (5) is held back locally, and a ping (1) is not.
+    let (status, retry, code) = problem_code(
+        client
+            .get(format!(
+                "http://{router}/binance/api/v3/depth?symbol=BTCUSDT&limit=5"
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (429, "venue_capacity"));
+    assert!(retry.is_some_and(|r| (1..=60).contains(&r)));
+    let r = client
+        .get(format!("http://{router}/binance/api/v3/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(sim.stats().binance.rate_limited, 0);
+}
+
+#[tokio::test]
+async fn coinbase_remaining_header_lowers_the_bucket() {
+    let mut config = SimConfig::default();
+    config.coinbase.private_burst = 10.0;
+    config.coinbase.private_rate = 0.5;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("coinbase", &sim, Venue::Coinbase);
+    bucket(&mut venue, "private", |b| {
+        b.capacity = Some(10.0);
+        b.refill_per_second = Some(0.5);
+    });
+    venue.max_wait_ms = 300;
+    let other = unlimited(venue.clone());
+    let (router, _) = start_router(BTreeMap::from([
+        ("coinbase".into(), venue),
+        ("other".into(), other),
+    ]))
+    .await;
+    let client = reqwest::Client::new();
+    let other_order = Order {
+        path: "/other/orders".into(),
+        ..order(Venue::Coinbase)
+    };
+    for _ in 0..7 {
+        assert_eq!(
+            other_order
+                .send(&client, router)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    // The router thinks 9 are left (10 less its reserve of 1); the venue
+    // says 2 after this call, so the router keeps 1 (2 less the reserve).
+    let r = order(Venue::Coinbase)
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-ratelimit-remaining"], "2");
+    let r = order(Venue::Coinbase)
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The venue has 1 left, held in reserve: the next needs a refill (2 s).
+    let (status, _, code) = problem_code(
+        order(Venue::Coinbase)
+            .send(&client, router)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (429, "venue_capacity"));
+    assert_eq!(sim.stats().coinbase.rate_limited, 0);
+}
+
+#[tokio::test]
+async fn each_venue_refusal_opens_the_breaker_of_its_scope() {
+    let mut config = SimConfig::default();
+    config.coinbase.private_burst = 3.0;
+    config.coinbase.private_rate = 0.1;
+    let tier = config.deribit.matching_engine_tier.clone();
+    let t = config.deribit.matching_engine_tiers.get_mut(&tier).unwrap();
+    t.rate = 0.1;
+    t.burst = 3.0;
+    config.kraken.rest_max = 3.0;
+    config.kraken.rest_decay_per_s = 0.1;
+    config.kraken.trading_threshold = 3.0;
+    config.kraken.trading_decay_per_s = 0.1;
+    config.kraken_futures.budget = 30;
+    config.kraken_futures.window_ms = 10_000;
+    let sim = start_sim(config).await;
+    let mut venues = BTreeMap::new();
+    for (name, venue) in [
+        ("coinbase", Venue::Coinbase),
+        ("deribit", Venue::Deribit),
+        ("kraken", Venue::Kraken),
+        ("kraken-futures", Venue::KrakenFutures),
+    ] {
+        let mut config = shipped(name, &sim, venue);
+        config.max_wait_ms = 300;
+        venues.insert(format!("other-{name}"), unlimited(config.clone()));
+        venues.insert(name.to_owned(), config);
+    }
+    let (router, _) = start_router(venues).await;
+    let client = reqwest::Client::new();
+
+    let cases: [(Venue, &str, &str, Option<&str>); 4] = [
+        (Venue::Coinbase, "/coinbase", "/other-coinbase", None),
+        (Venue::Deribit, "/deribit", "/other-deribit", None),
+        (
+            Venue::Kraken,
+            "/kraken",
+            "/other-kraken",
+            Some("EOrder:Rate limit exceeded"),
+        ),
+        (
+            Venue::KrakenFutures,
+            "/kraken-futures",
+            "/other-kraken-futures",
+            Some("apiLimitExceeded"),
+        ),
+    ];
+    for (venue, prefix, other_prefix, text) in cases {
+        let ours = order(venue);
+        let theirs = Order {
+            path: ours.path.replacen(prefix, other_prefix, 1),
+            ..ours.clone()
+        };
+        // Another program spends the account until the venue refuses it.
+        let mut refused = false;
+        for _ in 0..10 {
+            let r = theirs.send(&client, router).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            if !accepted(venue, status, &body) {
+                refused = true;
+                break;
+            }
+            // Kraken nonces must rise across both "programs".
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(refused, "{venue:?}: the other program was never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Our call meets the venue's refusal and passes it on as it is...
+        let r = ours.send(&client, router).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert!(
+            !accepted(venue, status, &body),
+            "{venue:?}: {status} {body}"
+        );
+        if let Some(text) = text {
+            assert!(body.contains(text), "{venue:?}: {body}");
+        }
+        // ...and the scope's breaker holds the next one locally.
+        let (status, retry, code) =
+            problem_code(ours.send(&client, router).send().await.unwrap()).await;
+        assert_eq!((status, code.as_str()), (429, "venue_backoff"), "{venue:?}");
+        assert!(retry.is_some_and(|r| r >= 1), "{venue:?}");
+    }
+    let stats = sim.stats();
+    // Exactly one refusal per venue reached the router's own calls: the one
+    // that taught it (the rest were the other program's).
+    for (venue, s) in [
+        (Venue::Coinbase, &stats.coinbase),
+        (Venue::Deribit, &stats.deribit),
+        (Venue::Kraken, &stats.kraken),
+        (Venue::KrakenFutures, &stats.kraken_futures),
+    ] {
+        assert_eq!(s.rate_limited, 2, "{venue:?}: other's refusal + ours");
+    }
+}
+
+#[tokio::test]
+async fn a_binance_ban_stops_every_call_on_the_ip() {
+    let mut config = SimConfig::default();
+    config.binance.weight_limit = 20;
+    config.binance.ban_after_violations = 2;
+    let sim = start_sim(config).await;
+    let venue = shipped("binance", &sim, Venue::Binance);
+    let other = unlimited(venue.clone());
+    let (router, _) = start_router(BTreeMap::from([
+        ("binance".into(), venue),
+        ("other".into(), other),
+    ]))
+    .await;
+    away_from_boundary(60_000, 3_000).await;
+    let client = reqwest::Client::new();
+    // A careless program on the same IP keeps sending after its 429s.
+    let mut banned = false;
+    for _ in 0..20 {
+        let r = client
+            .get(format!(
+                "http://{router}/other/api/v3/depth?symbol=BTCUSDT&limit=5"
+            ))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 418 {
+            banned = true;
+            break;
+        }
+    }
+    assert!(banned, "the simulator never banned the careless program");
+    // The router's next call meets the ban and passes the 418 on...
+    let r = order(Venue::Binance)
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 418);
+    // ...then nothing more leaves for that IP until the ban ends.
+    let before = sim.stats().binance.requests;
+    let r = client
+        .get(format!(
+            "http://{router}/binance/api/v3/depth?symbol=BTCUSDT"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, retry, code) = problem_code(r).await;
+    assert_eq!((status, code.as_str()), (429, "venue_banned"));
+    assert!(retry.is_some_and(|r| r >= 60), "retry-after {retry:?}");
+    assert_eq!(sim.stats().binance.requests, before);
+}

@@ -524,11 +524,12 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             println!(
-                "ok: {} ({} routes, {} products, {} plans)",
+                "ok: {} ({} routes, {} products, {} plans, {} venues)",
                 path.display(),
                 config.routes.len(),
                 config.products.len(),
-                config.plans.len()
+                config.plans.len(),
+                config.venues.len()
             );
             ExitCode::SUCCESS
         }
@@ -564,7 +565,43 @@ async fn shutdown_signal() {
 fn print_listening(listeners: &Listeners) -> anyhow::Result<()> {
     println!("ingress listening on http://{}", listeners.ingress_addr()?);
     println!("admin listening on http://{}", listeners.admin_addr()?);
+    if let Some(egress) = listeners.egress_addr() {
+        println!("egress listening on http://{}", egress?);
+    }
     Ok(())
+}
+
+/// The shipped venue contracts (`venues.example.toml`), each pointed at the
+/// simulator's copy of its venue with the simulator's test credentials.
+fn demo_venues(
+    sim: &tollgate_sim::SimHandle,
+) -> anyhow::Result<std::collections::BTreeMap<String, tollgate_venues::VenueConfig>> {
+    use tollgate_venues::config::{CredentialsConfig, VenueKind};
+    #[derive(serde::Deserialize)]
+    struct Shipped {
+        venues: std::collections::BTreeMap<String, tollgate_venues::VenueConfig>,
+    }
+    let shipped: Shipped = toml::from_str(include_str!("../../../venues.example.toml"))
+        .context("venues.example.toml")?;
+    let mut venues = shipped.venues;
+    for config in venues.values_mut() {
+        let venue = match config.kind {
+            VenueKind::Coinbase => tollgate_sim::Venue::Coinbase,
+            VenueKind::Binance => tollgate_sim::Venue::Binance,
+            VenueKind::Deribit => tollgate_sim::Venue::Deribit,
+            VenueKind::Kraken => tollgate_sim::Venue::Kraken,
+            VenueKind::KrakenFutures => tollgate_sim::Venue::KrakenFutures,
+        };
+        let test = venue.test_credentials();
+        config.base_url = sim.base_url(venue);
+        config.credentials = Some(CredentialsConfig {
+            key: Some(test.key.into()),
+            secret: Some(test.secret.into()),
+            passphrase: test.passphrase.map(Into::into),
+            ..Default::default()
+        });
+    }
+    Ok(venues)
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
@@ -596,15 +633,20 @@ async fn serve_demo() -> anyhow::Result<ExitCode> {
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let upstream_addr = upstream.local_addr()?;
     tokio::spawn(demo::serve_upstream(upstream));
-    let config = match demo::config(upstream_addr, &sqlite, demo::admin_token()) {
+    let mut config = match demo::config(upstream_addr, &sqlite, demo::admin_token()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
+    // The egress side: the venue simulator in-process, and the router in
+    // front of it with the shipped contracts and the simulator's test keys.
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sim = tollgate_sim::start(sim_listener, tollgate_sim::SimConfig::default()).await?;
+    config.venues = demo_venues(&sim)?;
     let listeners = Listeners::bind(&config).await.context(
-        "is another tollgate running? Pick other ports with TOLLGATE_INGRESS__LISTEN and TOLLGATE_ADMIN__LISTEN",
+        "is another tollgate running? Pick other ports with TOLLGATE_INGRESS__LISTEN, TOLLGATE_ADMIN__LISTEN and TOLLGATE_EGRESS__LISTEN",
     )?;
     let master_key = config.credentials.master_key.clone().unwrap_or_default();
     let seeded = demo::seed(&sqlite, &master_key, SystemClock.now()).await?;
@@ -641,6 +683,20 @@ async fn serve_demo() -> anyhow::Result<ExitCode> {
         "  curl -s http://{admin}/admin/v1/orgs/{}/balance -H 'Authorization: Bearer {token}'   # pay-as-you-go: every call moves it",
         seeded.org_id
     );
+    if let Some(egress) = listeners.egress_addr() {
+        let egress = egress?;
+        println!(
+            "Venue router (docs/venues.md), in front of simulated venues at http://{}:",
+            sim.addr()
+        );
+        println!(
+            "  curl -s 'http://{egress}/binance/api/v3/depth?symbol=BTCUSDT&limit=5' -D - -o /dev/null | grep -i x-mbx-used-weight"
+        );
+        println!(
+            "  curl -s -X POST 'http://{egress}/binance/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=60000'   # signed by the router"
+        );
+        println!("  curl -s http://{egress}/_tollgate/venues   # budgets, breakers, clock offsets");
+    }
     println!("A signed order with the client SDK (docs/signing.md):");
     println!(
         "  TOLLGATE_URL=http://{ingress} TOLLGATE_KEY={} TOLLGATE_SIGNING_SECRET={} cargo run -p tollgate-client --example place_order",

@@ -13,6 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 struct Demo {
     child: Child,
     ingress: String,
+    egress: String,
     admin: String,
     key: String,
     token: String,
@@ -26,6 +27,7 @@ impl Demo {
             .args(["serve", "--demo"])
             .env("TOLLGATE_INGRESS__LISTEN", "127.0.0.1:0")
             .env("TOLLGATE_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("TOLLGATE_EGRESS__LISTEN", "127.0.0.1:0")
             .env_remove("TOLLGATE_ADMIN_TOKEN")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -63,6 +65,7 @@ impl Demo {
         let banner = lines.join("\n");
         let demo = Demo {
             ingress: field("ingress listening on "),
+            egress: field("egress listening on "),
             admin: field("admin listening on "),
             key: field("demo key: "),
             token: field("admin token: "),
@@ -183,6 +186,22 @@ fn place_order(url: &str, key: &str, idempotency_key: &str) -> (u16, bool, Value
     })
 }
 
+fn post_empty(url: &str) -> (u16, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(url)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    })
+}
+
 fn get(url: &str, key: Option<&str>) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -203,6 +222,27 @@ fn get(url: &str, key: Option<&str>) -> (u16, Value) {
 fn demo_serves_the_trading_api_and_the_cli_manages_it() {
     let demo = Demo::start();
     assert!(demo.key.starts_with("tg_"));
+    // The egress side: the router in front of the built-in venue simulator.
+    let (status, depth) = get(
+        &format!(
+            "{}/binance/api/v3/depth?symbol=BTCUSDT&limit=5",
+            demo.egress
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{depth}");
+    assert!(depth["bids"].is_array(), "{depth}");
+    let (status, order) = post_empty(&format!(
+        "{}/binance/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=60000",
+        demo.egress
+    ));
+    assert_eq!(status, 200, "the router signed it: {order}");
+    assert_eq!(order["symbol"], "BTCUSDT");
+    let (status, venues) = get(&format!("{}/_tollgate/venues", demo.egress), None);
+    assert_eq!(status, 200);
+    for venue in ["binance", "coinbase", "deribit", "kraken", "kraken-futures"] {
+        assert!(venues[venue].is_object(), "{venue} in {venues}");
+    }
     let (status, ticker) = get(
         &format!("{}/v1/ticker?symbol=ETH-USD", demo.ingress),
         Some(&demo.key),
@@ -502,4 +542,76 @@ fn config_check_accepts_the_example_and_names_the_bad_setting() {
         stderr.contains("does not exist") && stderr.contains("--demo"),
         "{stderr}"
     );
+}
+
+#[test]
+fn sim_serves_every_venue_and_takes_fault_flags() {
+    let mut child = Command::new(BIN)
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--skew-ms",
+            "binance:20000",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn tollgate sim");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("sim printed its banner in time");
+        let done = line.starts_with("Press Ctrl-C");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let base = |venue: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(venue))
+            .unwrap_or_else(|| panic!("no {venue} line in {lines:#?}"))
+            .trim()
+            .to_owned()
+    };
+    // The Binance clock is 20 s ahead, as the flag asked.
+    let (status, time) = get(&format!("{}/api/v3/time", base("binance")), None);
+    assert_eq!(status, 200);
+    let server = time["serverTime"].as_i64().expect("serverTime");
+    let local = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        (server - local - 20_000).abs() < 2_000,
+        "skew {}",
+        server - local
+    );
+    let (status, time) = get(&format!("{}/0/public/Time", base("kraken ")), None);
+    assert_eq!(status, 200, "{time}");
+    assert!(time["result"]["unixtime"].is_i64());
+    let (status, stats) = get(
+        &format!(
+            "{}/_sim/stats",
+            base("binance").trim_end_matches("/binance")
+        ),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(stats["binance"]["requests"], 1);
+    let _ = child.kill();
+    let _ = child.wait();
 }

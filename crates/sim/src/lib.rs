@@ -72,7 +72,40 @@ pub enum Venue {
     KrakenFutures,
 }
 
+/// The simulator's default test credentials for one venue (documented in
+/// docs/venues.md; never real keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestCredentials {
+    /// API key, or Deribit's client id.
+    pub key: &'static str,
+    /// Secret as the venue issues it (base64 for Coinbase and Kraken).
+    pub secret: &'static str,
+    /// Coinbase's passphrase.
+    pub passphrase: Option<&'static str>,
+}
+
 impl Venue {
+    /// The credentials `SimConfig::default()` accepts for this venue.
+    pub fn test_credentials(self) -> TestCredentials {
+        use config::*;
+        let (key, secret, passphrase) = match self {
+            Venue::Coinbase => (
+                COINBASE_TEST_KEY,
+                COINBASE_TEST_SECRET,
+                Some(COINBASE_TEST_PASSPHRASE),
+            ),
+            Venue::Binance => (BINANCE_TEST_KEY, BINANCE_TEST_SECRET, None),
+            Venue::Deribit => (DERIBIT_TEST_CLIENT_ID, DERIBIT_TEST_CLIENT_SECRET, None),
+            Venue::Kraken => (KRAKEN_TEST_KEY, KRAKEN_TEST_SECRET, None),
+            Venue::KrakenFutures => (KRAKEN_FUTURES_TEST_KEY, KRAKEN_FUTURES_TEST_SECRET, None),
+        };
+        TestCredentials {
+            key,
+            secret,
+            passphrase,
+        }
+    }
+
     /// Every venue, in a fixed order.
     pub const ALL: [Venue; 5] = [
         Venue::Coinbase,

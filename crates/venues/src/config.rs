@@ -166,7 +166,7 @@ pub enum ClockUnit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
-    /// The egress IP: shared by every venue entry with the same host.
+    /// The egress IP: shared by every entry of the same venue API on the same host.
     Ip,
     /// The account (UID, sub-account): this venue entry.
     Account,

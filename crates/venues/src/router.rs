@@ -115,9 +115,11 @@ impl Venue {
         local_now_ms() + self.offset_ms.load(Ordering::Relaxed)
     }
 
+    /// Who shares a budget of `scope`: every entry of the same venue API on
+    /// the same host for `ip`, else this entry alone.
     fn owner(&self, scope: Scope) -> String {
         match scope {
-            Scope::Ip => self.host.clone(),
+            Scope::Ip => format!("{:?}@{}", self.kind, self.host),
             _ => self.name.clone(),
         }
     }

@@ -33,34 +33,12 @@ fn shipped(name: &str, sim: &SimHandle, venue: Venue) -> VenueConfig {
     let file: ExampleFile = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut config = file.venues[name].clone();
     config.base_url = sim.base_url(venue);
-    let defaults = SimConfig::default();
-    let credentials = match venue {
-        Venue::Coinbase => CredentialsConfig {
-            key: Some(defaults.coinbase.keys[0].key.clone()),
-            secret: Some(defaults.coinbase.keys[0].secret.clone()),
-            passphrase: Some(defaults.coinbase.keys[0].passphrase.clone()),
-            ..Default::default()
-        },
-        Venue::Binance => CredentialsConfig {
-            key: Some(defaults.binance.keys[0].api_key.clone()),
-            secret: Some(defaults.binance.keys[0].secret.clone()),
-            ..Default::default()
-        },
-        Venue::Deribit => CredentialsConfig {
-            key: Some(defaults.deribit.clients[0].client_id.clone()),
-            secret: Some(defaults.deribit.clients[0].client_secret.clone()),
-            ..Default::default()
-        },
-        Venue::Kraken => CredentialsConfig {
-            key: Some(defaults.kraken.keys[0].api_key.clone()),
-            secret: Some(defaults.kraken.keys[0].secret.clone()),
-            ..Default::default()
-        },
-        Venue::KrakenFutures => CredentialsConfig {
-            key: Some(defaults.kraken_futures.keys[0].api_key.clone()),
-            secret: Some(defaults.kraken_futures.keys[0].secret.clone()),
-            ..Default::default()
-        },
+    let test = venue.test_credentials();
+    let credentials = CredentialsConfig {
+        key: Some(test.key.into()),
+        secret: Some(test.secret.into()),
+        passphrase: test.passphrase.map(Into::into),
+        ..Default::default()
     };
     config.credentials = Some(credentials);
     config

@@ -337,3 +337,81 @@ base_url = "http://127.0.0.1:9"
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "venue_unreachable");
 }
+
+#[tokio::test]
+async fn ip_budgets_are_shared_by_entries_of_one_venue_api_on_one_host() {
+    let script = Script::new(vec![ok()]);
+    let venue = scripted_venue(script.clone()).await;
+    let entry = |kind: &str| {
+        format!(
+            r#"
+kind = "{kind}"
+base_url = "http://{venue}"
+max_wait_ms = 100
+[[buckets]]
+name = "weight"
+kind = "fixed_window"
+limit = 2
+window_ms = 600000
+guard_ms = 0
+scope = "ip"
+[[buckets]]
+name = "orders"
+kind = "token_bucket"
+capacity = 5
+refill_per_second = 1
+scope = "account"
+[default_cost]
+weight = 1
+orders = 1
+"#
+        )
+    };
+    let config = format!(
+        "[main]\n{}\n[alt]\n{}\n[other]\n{}",
+        entry("binance")
+            .replace("[[buckets]]", "[[main.buckets]]")
+            .replace("[default_cost]", "[main.default_cost]"),
+        entry("binance")
+            .replace("[[buckets]]", "[[alt.buckets]]")
+            .replace("[default_cost]", "[alt.default_cost]"),
+        entry("kraken")
+            .replace("[[buckets]]", "[[other.buckets]]")
+            .replace("[default_cost]", "[other.default_cost]"),
+    );
+    let (router, _) = start_router(&config).await;
+    let client = reqwest::Client::new();
+    // Two Binance accounts from one IP: one weight budget between them.
+    assert_eq!(
+        get(&client, format!("http://{router}/main/x"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&client, format!("http://{router}/alt/x"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&client, format!("http://{router}/main/x"))
+            .await
+            .status(),
+        429
+    );
+    assert_eq!(
+        get(&client, format!("http://{router}/alt/x"))
+            .await
+            .status(),
+        429
+    );
+    // Another venue API on the same host keeps its own.
+    assert_eq!(
+        get(&client, format!("http://{router}/other/x"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(script.seen().len(), 3);
+}

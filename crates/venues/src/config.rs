@@ -311,7 +311,8 @@ pub struct ErrorRule {
     /// Match on text in the body (Kraken's `EAPI:Rate limit exceeded`).
     #[serde(default)]
     pub body_contains: Option<String>,
-    /// `backoff` (slow down) or `ban` (stop everything in the scope).
+    /// `backoff` (slow down), `ban` (stop everything in the scope), or
+    /// `reauthenticate` (the session token is no longer valid).
     pub action: ErrorAction,
     /// Whose breaker opens.
     #[serde(default = "default_scope")]
@@ -331,6 +332,11 @@ fn default_backoff_ms() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorAction {
+    /// Slow down: the scope's breaker opens until `Retry-After`.
     Backoff,
+    /// Stop: the same, reported as a ban (`venue_banned`).
     Ban,
+    /// The session is gone (Deribit 13009): sign in again on the next call;
+    /// no breaker opens.
+    Reauthenticate,
 }

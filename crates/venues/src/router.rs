@@ -423,16 +423,18 @@ impl Router {
                 let refusal = venue.contract.classify(status.as_u16(), &response_body);
                 self.learn(venue, &admission, &response_headers, refusal);
                 if let Some(refusal) = refusal {
-                    self.meter
-                        .counter(
-                            "tollgate_venue_refusals_total",
-                            &[
-                                ("venue", venue.name.clone()),
-                                ("status", status.as_u16().to_string()),
-                            ],
-                        )
-                        .increment(1);
-                    if refusal.reauthenticate {
+                    if refusal.action != ErrorAction::Reauthenticate {
+                        self.meter
+                            .counter(
+                                "tollgate_venue_refusals_total",
+                                &[
+                                    ("venue", venue.name.clone()),
+                                    ("status", status.as_u16().to_string()),
+                                ],
+                            )
+                            .increment(1);
+                    }
+                    if refusal.reauthenticate || refusal.action == ErrorAction::Reauthenticate {
                         *venue.token.lock().await = None;
                     }
                 }
@@ -638,7 +640,7 @@ impl Router {
             }
             budget.answered(&taken.ticket, now);
         }
-        if let Some(refusal) = refusal {
+        if let Some(refusal) = refusal.filter(|r| r.action != ErrorAction::Reauthenticate) {
             let wait_ms = retry_after_ms(headers, now_local).unwrap_or(refusal.backoff_ms);
             let banned = refusal.action == ErrorAction::Ban;
             // Open the breaker of the refusal's scope for every scope value

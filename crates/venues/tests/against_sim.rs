@@ -791,3 +791,285 @@ async fn a_binance_ban_stops_every_call_on_the_ip() {
     assert!(retry.is_some_and(|r| r >= 60), "retry-after {retry:?}");
     assert_eq!(sim.stats().binance.requests, before);
 }
+
+fn budget_available(router: &Router, venue: &str, bucket: &str) -> f64 {
+    let snapshot = router.snapshot();
+    snapshot[venue]["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["bucket"] == bucket)
+        .unwrap_or_else(|| panic!("no {bucket} in {snapshot}"))["available"]
+        .as_f64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn binance_order_count_resyncs_and_its_refusal_holds_orders_only() {
+    let mut config = SimConfig::default();
+    config.binance.orders_short_limit = 6;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("binance", &sim, Venue::Binance);
+    bucket(&mut venue, "orders_10s", |b| b.limit = Some(6.0));
+    venue.max_wait_ms = 300;
+    let other = unlimited(venue.clone());
+    let (router, state) = start_router(BTreeMap::from([
+        ("binance".into(), venue),
+        ("other".into(), other),
+    ]))
+    .await;
+    away_from_boundary(10_000, 4_000).await;
+    let client = reqwest::Client::new();
+    let theirs = Order {
+        path: order(Venue::Binance).path.replacen("/binance", "/other", 1),
+        ..order(Venue::Binance)
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            theirs.send(&client, router).send().await.unwrap().status(),
+            200
+        );
+    }
+    // Our order's answer says 3 orders in this window: the router now knows
+    // the account has 3 left, not 5.
+    let r = order(Venue::Binance)
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-mbx-order-count-10s"], "3");
+    assert_eq!(budget_available(&state, "binance", "orders_10s"), 3.0);
+    // The other program fills the account behind the router's back...
+    for _ in 0..3 {
+        assert_eq!(
+            theirs.send(&client, router).send().await.unwrap().status(),
+            200
+        );
+    }
+    // ...so our next order meets -1015, passed on as it is,
+    let r = order(Venue::Binance)
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], -1015);
+    // and the account's breaker holds further orders, while market data
+    // (the IP's weight) still flows.
+    let (status, _, code) = problem_code(
+        order(Venue::Binance)
+            .send(&client, router)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (429, "venue_backoff"));
+    let r = client
+        .get(format!(
+            "http://{router}/binance/api/v3/depth?symbol=BTCUSDT&limit=5"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(sim.stats().binance.banned, 0);
+}
+
+#[tokio::test]
+async fn kraken_rest_counter_refusal_holds_the_keys_calls_but_not_trading() {
+    let mut config = SimConfig::default();
+    config.kraken.rest_max = 4.0;
+    config.kraken.rest_decay_per_s = 0.1;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("kraken", &sim, Venue::Kraken);
+    venue.max_wait_ms = 300;
+    let other = unlimited(venue.clone());
+    let (router, _) = start_router(BTreeMap::from([
+        ("kraken".into(), venue),
+        ("other".into(), other),
+    ]))
+    .await;
+    let client = reqwest::Client::new();
+    let balance = |prefix: &str| Order {
+        method: reqwest::Method::POST,
+        path: format!("/{prefix}/0/private/Balance"),
+        content_type: Some("application/x-www-form-urlencoded"),
+        body: String::new(),
+    };
+    let mut refused = false;
+    for _ in 0..6 {
+        let r = balance("other").send(&client, router).send().await.unwrap();
+        if r.text().await.unwrap().contains("EAPI:Rate limit exceeded") {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(refused);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let r = balance("kraken")
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "Kraken refuses inside a 200");
+    assert!(r.text().await.unwrap().contains("EAPI:Rate limit exceeded"));
+    let (status, _, code) = problem_code(
+        balance("kraken")
+            .send(&client, router)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (429, "venue_backoff"));
+    // Orders use the per-pair trading counter, not the key's REST counter.
+    let r = order(Venue::Kraken)
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    let body = r.text().await.unwrap();
+    assert!(accepted(Venue::Kraken, 200, &body), "{body}");
+    assert_eq!(sim.stats().kraken.auth_failures, 0);
+}
+
+#[tokio::test]
+async fn deribit_ends_the_session_on_10028_and_the_router_signs_in_again() {
+    let mut config = SimConfig::default();
+    let tier = config.deribit.matching_engine_tier.clone();
+    let t = config.deribit.matching_engine_tiers.get_mut(&tier).unwrap();
+    t.rate = 5.0;
+    t.burst = 3.0;
+    let sim = start_sim(config).await;
+    let mut venue = shipped("deribit", &sim, Venue::Deribit);
+    venue.max_wait_ms = 2500;
+    let other = unlimited(venue.clone());
+    let (router, _) = start_router(BTreeMap::from([
+        ("deribit".into(), venue),
+        ("other".into(), other),
+    ]))
+    .await;
+    let client = reqwest::Client::new();
+    // The router signs in and trades once.
+    let r = order(Venue::Deribit)
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Another program spends the sub-account's matching-engine credits.
+    let theirs = Order {
+        path: order(Venue::Deribit).path.replacen("/deribit", "/other", 1),
+        ..order(Venue::Deribit)
+    };
+    for _ in 0..4 {
+        let r = theirs.send(&client, router).send().await.unwrap();
+        if r.status() != 200 {
+            break;
+        }
+    }
+    // Ours meets 10028, which also ends our session on the venue.
+    let r = order(Venue::Deribit)
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 10028);
+    // The next call waits out the backoff, signs in again, and goes through:
+    // with the old token the venue would answer 13009 unauthorized.
+    let r = order(Venue::Deribit)
+        .send(&client, router)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body["result"]["order"].is_object(), "{body}");
+    assert_eq!(sim.stats().deribit.auth_failures, 0);
+}
+
+#[tokio::test]
+async fn a_venue_that_does_not_answer_gets_a_504_and_no_second_try() {
+    let sim = start_sim(SimConfig::default()).await;
+    sim.set_faults(faults(Venue::Coinbase, |f| {
+        f.unknown_outcome = Some(1.0);
+        f.hold_ms = Some(3000);
+    }));
+    let mut venue = shipped("coinbase", &sim, Venue::Coinbase);
+    venue.timeout_ms = 500;
+    let (router, _) = start_router(BTreeMap::from([("coinbase".into(), venue)])).await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let (status, _, code) = problem_code(
+        order(Venue::Coinbase)
+            .send(&client, router)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (504, "venue_timeout"));
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    let stats = sim.stats();
+    assert_eq!(
+        stats.coinbase.unknown_outcomes, 1,
+        "the order reached the venue"
+    );
+    // The router's clock reading at start-up, and the order: never a resend.
+    assert_eq!(stats.coinbase.requests, 2);
+}
+
+#[tokio::test]
+async fn a_batch_costs_base_plus_items_and_mixed_results_pass_through() {
+    let sim = start_sim(SimConfig::default()).await;
+    sim.set_faults(faults(Venue::KrakenFutures, |f| f.batch_mixed = Some(1.0)));
+    let venue = shipped("kraken-futures", &sim, Venue::KrakenFutures);
+    let (router, state) = start_router(BTreeMap::from([("kraken-futures".into(), venue)])).await;
+    let batch = serde_json::json!({"batchOrder": [
+        {"order": "send", "order_tag": "a", "orderType": "lmt", "symbol": "PI_XBTUSD", "side": "buy", "size": 1, "limitPrice": 1000},
+        {"order": "send", "order_tag": "b", "orderType": "lmt", "symbol": "PI_XBTUSD", "side": "buy", "size": 1, "limitPrice": 1000},
+        {"order": "cancel", "order_id": "missing"},
+    ]});
+    let body = format!(
+        "json={}",
+        url::form_urlencoded::byte_serialize(batch.to_string().as_bytes()).collect::<String>()
+    );
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{router}/kraken-futures/derivatives/api/v3/batchorder"
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    let statuses: Vec<&str> = answer["batchStatus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "insufficientAvailableFunds",
+            "insufficientAvailableFunds",
+            "notFound"
+        ]
+    );
+    // 9 + one per instruction.
+    assert_eq!(
+        budget_available(&state, "kraken-futures", "derivatives"),
+        488.0
+    );
+    assert_eq!(sim.stats().kraken_futures.auth_failures, 0);
+}

@@ -415,3 +415,62 @@ orders = 1
     );
     assert_eq!(script.seen().len(), 3);
 }
+
+#[tokio::test]
+async fn a_lost_deribit_session_is_signed_into_again_without_a_breaker() {
+    let token = |t: &str| {
+        (
+            200,
+            vec![],
+            format!(r#"{{"jsonrpc":"2.0","result":{{"access_token":"{t}","expires_in":900}}}}"#),
+        )
+    };
+    let script = Script::new(vec![
+        token("first"),
+        (
+            400,
+            vec![],
+            r#"{"jsonrpc":"2.0","error":{"code":13009,"message":"unauthorized"}}"#.into(),
+        ),
+        token("second"),
+        ok(),
+    ]);
+    let venue = scripted_venue(script.clone()).await;
+    let (router, _) = start_router(&format!(
+        r#"
+[deribit]
+kind = "deribit"
+base_url = "http://{venue}"
+max_wait_ms = 100
+credentials = {{ key = "id", secret = "s" }}
+[[deribit.endpoints]]
+path = "/api/v2/private/*"
+signed = true
+[[deribit.errors]]
+pointer = "/error/code"
+equals = 13009
+action = "reauthenticate"
+"#
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{router}/deribit/api/v2/private/get_positions");
+    assert_eq!(get(&client, url.clone()).await.status(), 400);
+    assert_eq!(get(&client, url).await.status(), 200);
+    let seen = script.seen();
+    let paths: Vec<&str> = seen
+        .iter()
+        .map(|(_, p, _)| p.split('?').next().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v2/public/auth",
+            "/api/v2/private/get_positions",
+            "/api/v2/public/auth",
+            "/api/v2/private/get_positions"
+        ]
+    );
+    assert_eq!(seen[1].2["authorization"], "Bearer first");
+    assert_eq!(seen[3].2["authorization"], "Bearer second");
+}

@@ -246,6 +246,19 @@ impl Budget {
         }
     }
 
+    /// Records that the request behind `ticket` got no answer (timeout,
+    /// broken connection, caller gone): the venue may or may not have
+    /// counted it, now or later. In a fixed window it stays uncertain until
+    /// the window ends, so no report of the venue's can hide it; a bucket or
+    /// sliding window has already charged it locally and only ever lowers
+    /// its estimate on a report, so there it is simply closed.
+    pub fn abandoned(&mut self, ticket: &Ticket, now: i64) {
+        self.advance(now);
+        if !matches!(self.state, State::Fixed { .. }) {
+            self.answered(ticket, now);
+        }
+    }
+
     /// Gives back a take whose request never left (the caller gave up before
     /// sending it).
     pub fn refund(&mut self, ticket: &Ticket, now: i64) {
@@ -352,6 +365,11 @@ impl Budget {
                     if now_index == *index + 1 {
                         *prev = *cur;
                         *cur = *next;
+                    } else if now_index == *index + 2 {
+                        // The skipped window held only what the old one's end
+                        // guard charged to it.
+                        *prev = *next;
+                        *cur = 0;
                     } else {
                         *prev = 0;
                         *cur = 0;
@@ -403,6 +421,8 @@ fn roll(w: Windows, window_ms: i64, at: i64) -> Windows {
         w
     } else if at_index == index + 1 {
         (at_index, cur, next, 0)
+    } else if at_index == index + 2 {
+        (at_index, next, 0, 0)
     } else if at_index > index {
         (at_index, 0, 0, 0)
     } else {
@@ -552,6 +572,38 @@ mod tests {
         c.try_take(units(10), 500).unwrap();
         assert_eq!(c.try_take(units(1), 1000), Err(Wait::Until(1050)));
         assert!(c.try_take(units(10), 1050).is_ok());
+    }
+
+    #[test]
+    fn skipping_one_window_keeps_what_the_end_guard_charged_to_it() {
+        let kind = BudgetKind::FixedWindow {
+            limit: units(10),
+            window_ms: 1000,
+            guard_ms: 50,
+        };
+        let mut b = Budget::new(kind, 0);
+        // Sent 10 ms before the end of window 0: charged to windows 0 and 1.
+        b.try_take(units(8), 990).unwrap();
+        // Next seen in window 2's start guard: window 1 (which the venue may
+        // have counted the 8 in) must still have room.
+        assert!(b.try_take(units(3), 2010).is_err());
+        assert!(b.try_take(units(2), 2010).is_ok());
+    }
+
+    #[test]
+    fn an_unanswered_take_stays_uncertain_in_a_window() {
+        let kind = BudgetKind::FixedWindow {
+            limit: units(100),
+            window_ms: 60_000,
+            guard_ms: 0,
+        };
+        let mut b = Budget::new(kind, 0);
+        let lost = b.try_take(units(10), 1000).unwrap();
+        b.abandoned(&lost, 1500);
+        // A later report that does not include it yet cannot hide it.
+        let next = b.try_take(units(1), 2000).unwrap();
+        b.resync(&next, Report::Used(units(1)), 2100);
+        assert_eq!(b.available(2100), units(89));
     }
 
     #[test]

@@ -314,9 +314,15 @@ pub struct ErrorRule {
     /// `backoff` (slow down), `ban` (stop everything in the scope), or
     /// `reauthenticate` (the session token is no longer valid).
     pub action: ErrorAction,
-    /// Whose breaker opens.
+    /// Whose breaker opens: `ip` and `key` hold every call of the venue
+    /// (every call is sent from the IP with the key); `account`, `profile`
+    /// and `pair` hold the calls that spend a budget of that scope.
     #[serde(default = "default_scope")]
     pub scope: Scope,
+    /// Instead of a scope: the budget the refusal is about (Kraken's REST
+    /// counter); its breaker holds only calls that spend it.
+    #[serde(default)]
+    pub bucket: Option<String>,
     /// Used when the venue sends no `Retry-After`.
     #[serde(default = "default_backoff_ms")]
     pub backoff_ms: u64,

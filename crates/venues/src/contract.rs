@@ -69,7 +69,8 @@ pub struct Contract {
     pub buckets: Vec<BucketSpec>,
     endpoints: Vec<Endpoint>,
     default_costs: Vec<(usize, Cost)>,
-    errors: Vec<ErrorRule>,
+    /// Each rule with the index of the bucket it names.
+    errors: Vec<(ErrorRule, Option<usize>)>,
 }
 
 /// A bot's call as the contract sees it (path relative to the venue root).
@@ -94,6 +95,9 @@ pub struct Plan {
 pub struct Refusal {
     pub action: ErrorAction,
     pub scope: Scope,
+    /// The budget the refusal is about, when the rule names one: its
+    /// breaker then holds only calls that spend that budget.
+    pub bucket: Option<usize>,
     pub backoff_ms: u64,
     pub reauthenticate: bool,
 }
@@ -200,7 +204,16 @@ impl Contract {
             .map(|e| compile_endpoint(e, &compile_costs(&e.cost)?).map_err(fail))
             .collect::<Result<Vec<_>, _>>()?;
         let default_costs = compile_costs(&config.default_cost)?;
+        let mut errors = Vec::new();
         for rule in &config.errors {
+            let bucket =
+                match &rule.bucket {
+                    None => None,
+                    Some(name) => Some(buckets.iter().position(|b| &b.name == name).ok_or_else(
+                        || fail(format!("an error rule names unknown bucket {name:?}")),
+                    )?),
+                };
+            errors.push((rule.clone(), bucket));
             if rule.status.is_none() && rule.pointer.is_none() && rule.body_contains.is_none() {
                 return Err(fail(
                     "an error rule needs status, pointer or body_contains".into(),
@@ -216,7 +229,7 @@ impl Contract {
             buckets,
             endpoints,
             default_costs,
-            errors: config.errors.clone(),
+            errors,
         })
     }
 
@@ -254,7 +267,7 @@ impl Contract {
         let text = String::from_utf8_lossy(body);
         self.errors
             .iter()
-            .find(|rule| {
+            .find(|(rule, _)| {
                 rule.status.is_none_or(|s| s == status)
                     && rule.body_contains.as_ref().is_none_or(|t| text.contains(t))
                     && match (&rule.pointer, &rule.equals) {
@@ -266,9 +279,10 @@ impl Contract {
                         _ => true,
                     }
             })
-            .map(|rule| Refusal {
+            .map(|(rule, bucket)| Refusal {
                 action: rule.action,
-                scope: rule.scope,
+                scope: bucket.map_or(rule.scope, |i| self.buckets[i].scope),
+                bucket: *bucket,
                 backoff_ms: rule.backoff_ms,
                 reauthenticate: rule.reauthenticate,
             })

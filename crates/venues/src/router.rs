@@ -19,6 +19,13 @@ use crate::contract::{Call, Contract, ContractError, Plan, Refusal};
 use crate::meter::{Meter, Sink};
 use crate::sign::{CredentialsError, Outgoing, Signer};
 
+/// A clock reading whose round trip took longer is not used: its error
+/// (half the round trip) would exceed the default boundary guard.
+const MAX_CLOCK_RTT_MS: i64 = 500;
+
+/// The longest `Retry-After` honoured (Binance's longest ban).
+const MAX_BACKOFF_MS: u64 = 3 * 24 * 3600 * 1000;
+
 /// Wall-clock milliseconds on this host.
 pub fn local_now_ms() -> i64 {
     SystemTime::now()
@@ -68,10 +75,15 @@ pub enum Outcome {
         waited: Duration,
     },
     Refused(LocalRefusal),
-    /// The venue could not be reached; nothing was delivered.
+    /// The venue could not be reached (no connection): nothing was delivered.
     Unreachable(String),
     /// The venue did not answer in time: the outcome is unknown.
     Timeout,
+    /// The connection broke after the call may have been written: the
+    /// outcome is unknown.
+    ConnectionLost(String),
+    /// The call's URL cannot be sent as it is.
+    BadRequest(String),
     /// Deribit authentication failed.
     AuthFailed(String),
 }
@@ -87,7 +99,8 @@ enum Breaker {
 /// Budgets and breakers, keyed by owner (host for IP scope, else venue
 /// name), name, and scope value.
 type BudgetKey = (String, String, Option<String>);
-type BreakerKey = (String, Scope, Option<String>);
+/// (owner, what it holds: a scope name or `bucket:<name>`, scope value).
+type BreakerKey = (String, String, Option<String>);
 
 #[derive(Default)]
 struct Shared {
@@ -108,6 +121,11 @@ struct Venue {
     turnstile: tokio::sync::Mutex<()>,
     waiting: AtomicUsize,
     token: tokio::sync::Mutex<Option<(String, i64)>>,
+    /// The path of `base_url`, which the venue's own paths follow.
+    base_path: String,
+    /// Kraken spot refuses a nonce lower than one it has seen: its calls are
+    /// signed and sent one at a time, so they arrive in nonce order.
+    in_order: Option<tokio::sync::Mutex<()>>,
 }
 
 impl Venue {
@@ -145,7 +163,8 @@ struct Taken {
 struct Admission {
     taken: Vec<Taken>,
     probes: Vec<BreakerKey>,
-    scopes: Vec<BreakerKey>,
+    /// What the call spent: (bucket index, scope value).
+    spent: Vec<(usize, Option<String>)>,
 }
 
 enum Step {
@@ -160,6 +179,9 @@ impl Router {
         let client = reqwest::Client::builder()
             .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(60))
+            // A redirect would carry venue credentials and a signed order
+            // to wherever it points: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| RouterError::Client(e.to_string()))?;
         let mut compiled = BTreeMap::new();
@@ -211,6 +233,9 @@ impl Router {
                     turnstile: tokio::sync::Mutex::new(()),
                     waiting: AtomicUsize::new(0),
                     token: tokio::sync::Mutex::new(None),
+                    base_path: url.path().trim_end_matches('/').to_owned(),
+                    in_order: (config.kind == VenueKind::Kraken)
+                        .then(|| tokio::sync::Mutex::new(())),
                 }),
             );
         }
@@ -293,10 +318,23 @@ impl Router {
             )
             .await;
         let finished = local_now_ms();
-        let Outcome::Venue { status, body, .. } = outcome else {
+        let Outcome::Venue {
+            status,
+            body,
+            waited,
+            ..
+        } = outcome
+        else {
             anyhow::bail!("time endpoint not answered: {outcome:?}");
         };
         anyhow::ensure!(status.is_success(), "time endpoint answered {status}");
+        // The round trip starts when the call left the queue.
+        let started = started + i64::try_from(waited.as_millis()).unwrap_or(0);
+        anyhow::ensure!(
+            finished - started <= MAX_CLOCK_RTT_MS,
+            "round trip of {} ms is too long to measure the clock; keeping the last offset",
+            finished - started
+        );
         let json: serde_json::Value = serde_json::from_slice(&body)?;
         let value = json
             .pointer(&clock.pointer)
@@ -370,6 +408,11 @@ impl Router {
                 return Outcome::Refused(refusal);
             }
         };
+        let inflight = Inflight {
+            router: self,
+            venue,
+            admission: Some(admission),
+        };
         let waited = queued.elapsed();
         self.meter
             .histogram(
@@ -377,12 +420,22 @@ impl Router {
                 &[("venue", venue.name.clone())],
             )
             .record(waited.as_secs_f64());
+        // Sign exactly the path and query that will be sent: the URL parser
+        // percent-encodes some characters the bot may have sent raw.
+        let (path, query) = match venue.normalize(path, query) {
+            Ok(normalized) => normalized,
+            Err(reason) => return Outcome::BadRequest(reason),
+        };
         let mut out = Outgoing {
             method: method.clone(),
-            path: path.to_owned(),
-            query: query.to_owned(),
+            path,
+            query,
             body: body.to_vec(),
             headers: Vec::new(),
+        };
+        let _in_order = match &venue.in_order {
+            Some(lock) if plan.signed => Some(lock.lock().await),
+            _ => None,
         };
         if plan.signed
             && let Some(signer) = &venue.signer
@@ -421,7 +474,7 @@ impl Router {
         match result {
             Ok((status, response_headers, response_body)) => {
                 let refusal = venue.contract.classify(status.as_u16(), &response_body);
-                self.learn(venue, &admission, &response_headers, refusal);
+                inflight.answered(&response_headers, refusal);
                 if let Some(refusal) = refusal {
                     if refusal.action != ErrorAction::Reauthenticate {
                         self.meter
@@ -435,7 +488,12 @@ impl Router {
                             .increment(1);
                     }
                     if refusal.reauthenticate || refusal.action == ErrorAction::Reauthenticate {
-                        *venue.token.lock().await = None;
+                        // Forget the refused token only: a newer one may
+                        // already be in the slot.
+                        let mut slot = venue.token.lock().await;
+                        if slot.as_ref().map(|(t, _)| t) == token.as_ref() {
+                            *slot = None;
+                        }
                     }
                 }
                 Outcome::Venue {
@@ -446,13 +504,15 @@ impl Router {
                 }
             }
             Err(e) => {
-                // It left: the venue may have counted it. Keep the cost.
-                self.learn(venue, &admission, &HeaderMap::new(), None);
-                self.release_probes(&admission);
-                if e.is_timeout() {
+                // Dropping `inflight` abandons the call: it may have been
+                // counted, its probe is released, the breaker stays as it is.
+                drop(inflight);
+                if e.is_connect() {
+                    Outcome::Unreachable(e.without_url().to_string())
+                } else if e.is_timeout() {
                     Outcome::Timeout
                 } else {
-                    Outcome::Unreachable(e.without_url().to_string())
+                    Outcome::ConnectionLost(e.without_url().to_string())
                 }
             }
         }
@@ -500,19 +560,16 @@ impl Router {
             if wake > deadline {
                 let retry_after_ms = (until_local - now_local).max(1) as u64;
                 let shared = self.shared.lock();
-                let banned = plan.costs.iter().any(|(index, _, value)| {
-                    let spec = &venue.contract.buckets[*index];
-                    let key = (venue.owner(spec.scope), spec.scope, value.clone());
-                    matches!(
-                        shared.breakers.get(&key),
-                        Some(Breaker::Open { banned: true, .. })
-                    )
-                });
-                let breaker_open = plan.costs.iter().any(|(index, _, value)| {
-                    let spec = &venue.contract.buckets[*index];
-                    let key = (venue.owner(spec.scope), spec.scope, value.clone());
-                    matches!(shared.breakers.get(&key), Some(Breaker::Open { .. }))
-                });
+                let scopes = call_scopes(venue, plan, &shared);
+                let open: Vec<&Breaker> = scopes
+                    .iter()
+                    .filter_map(|key| shared.breakers.get(key))
+                    .filter(|b| matches!(b, Breaker::Open { .. }))
+                    .collect();
+                let breaker_open = !open.is_empty();
+                let banned = open
+                    .iter()
+                    .any(|b| matches!(b, Breaker::Open { banned: true, .. }));
                 return Err(if breaker_open {
                     LocalRefusal::Backoff {
                         retry_after_ms,
@@ -529,14 +586,7 @@ impl Router {
     fn try_admit(&self, venue: &Venue, plan: &Plan, now_local: i64) -> Step {
         let now = now_local + venue.offset_ms.load(Ordering::Relaxed);
         let mut shared = self.shared.lock();
-        let mut scopes: Vec<BreakerKey> = Vec::new();
-        for (index, _, value) in &plan.costs {
-            let spec = &venue.contract.buckets[*index];
-            let key = (venue.owner(spec.scope), spec.scope, value.clone());
-            if !scopes.contains(&key) {
-                scopes.push(key);
-            }
-        }
+        let scopes = call_scopes(venue, plan, &shared);
         let mut probes = Vec::new();
         for key in &scopes {
             let breaker = shared
@@ -594,12 +644,16 @@ impl Router {
             shared
                 .breakers
                 .insert(key.clone(), Breaker::HalfOpen { probing: true });
-            set_breaker_gauge(&self.meter, &venue.name, key.1, 2.0);
+            set_breaker_gauge(&self.meter, &venue.name, &key.1, 2.0);
         }
         Step::Go(Admission {
             taken,
             probes,
-            scopes,
+            spent: plan
+                .costs
+                .iter()
+                .map(|(index, _, value)| (*index, value.clone()))
+                .collect(),
         })
     }
 
@@ -641,21 +695,23 @@ impl Router {
             budget.answered(&taken.ticket, now);
         }
         if let Some(refusal) = refusal.filter(|r| r.action != ErrorAction::Reauthenticate) {
-            let wait_ms = retry_after_ms(headers, now_local).unwrap_or(refusal.backoff_ms);
+            let wait_ms = retry_after_ms(headers, now_local)
+                .unwrap_or(refusal.backoff_ms)
+                .min(MAX_BACKOFF_MS);
             let banned = refusal.action == ErrorAction::Ban;
-            // Open the breaker of the refusal's scope for every scope value
-            // this call used (the pair it traded), or the plain scope.
-            let mut keys: Vec<BreakerKey> = admission
-                .scopes
-                .iter()
-                .filter(|k| k.1 == refusal.scope)
-                .cloned()
-                .collect();
-            if keys.is_empty() {
-                keys.push((venue.owner(refusal.scope), refusal.scope, None));
+            let keys = refused_keys(venue, admission, &refusal);
+            // A probe for another scope learned nothing about its own: let
+            // the next call probe it again.
+            for key in &admission.probes {
+                if !keys.contains(key)
+                    && let Some(b) = shared.breakers.get_mut(key)
+                    && matches!(b, Breaker::HalfOpen { .. })
+                {
+                    *b = Breaker::HalfOpen { probing: false };
+                }
             }
             for key in keys {
-                let until_ms = now_local + wait_ms as i64;
+                let until_ms = now_local.saturating_add(wait_ms as i64);
                 let entry = shared
                     .breakers
                     .entry(key.clone())
@@ -670,8 +726,8 @@ impl Router {
                     until_ms: longer,
                     banned,
                 };
-                set_breaker_gauge(&self.meter, &venue.name, key.1, 1.0);
-                tracing::warn!(venue = %venue.name, scope = key.1.as_str(), wait_ms, banned, "venue refused: breaker open");
+                set_breaker_gauge(&self.meter, &venue.name, &key.1, 1.0);
+                tracing::warn!(venue = %venue.name, scope = %key.1, wait_ms, banned, "venue refused: breaker open");
             }
             let action = if banned { "ban" } else { "backoff" };
             self.meter
@@ -686,14 +742,22 @@ impl Router {
                     && matches!(b, Breaker::HalfOpen { .. })
                 {
                     *b = Breaker::Closed;
-                    set_breaker_gauge(&self.meter, &venue.name, key.1, 0.0);
+                    set_breaker_gauge(&self.meter, &venue.name, &key.1, 0.0);
                 }
             }
         }
     }
 
-    fn release_probes(&self, admission: &Admission) {
+    /// A call that got no answer: its tickets may or may not have been
+    /// counted by the venue, and its probes learned nothing.
+    fn abandon(&self, venue: &Venue, admission: &Admission) {
+        let now = local_now_ms() + venue.offset_ms.load(Ordering::Relaxed);
         let mut shared = self.shared.lock();
+        for taken in &admission.taken {
+            if let Some(budget) = shared.budgets.get_mut(&taken.key) {
+                budget.abandoned(&taken.ticket, now);
+            }
+        }
         for key in &admission.probes {
             if let Some(b) = shared.breakers.get_mut(key)
                 && matches!(b, Breaker::HalfOpen { probing: true })
@@ -780,9 +844,11 @@ impl Router {
             let breakers: Vec<_> = shared
                 .breakers
                 .iter()
-                .filter(|((owner, scope, _), _)| *owner == venue.owner(*scope))
-                .map(|((_, scope, value), b)| {
-                    serde_json::json!({"scope": scope.as_str(), "scope_value": value, "breaker": b})
+                .filter(|((owner, _, _), _)| {
+                    *owner == venue.name || *owner == venue.owner(Scope::Ip)
+                })
+                .map(|((_, holds, value), b)| {
+                    serde_json::json!({"holds": holds, "scope_value": value, "breaker": b})
                 })
                 .collect();
             out.insert(
@@ -797,6 +863,102 @@ impl Router {
             );
         }
         serde_json::Value::Object(out)
+    }
+}
+
+/// The breakers a call answers to: those of the scopes of the budgets it
+/// spends, and the key's and the IP's, since every call is sent with the key
+/// from the IP.
+fn call_scopes(venue: &Venue, plan: &Plan, shared: &Shared) -> Vec<BreakerKey> {
+    let mut scopes: Vec<BreakerKey> = Vec::new();
+    let mut add = |key: BreakerKey, always: bool| {
+        if !scopes.contains(&key) && (always || shared.breakers.contains_key(&key)) {
+            scopes.push(key);
+        }
+    };
+    for (index, _, value) in &plan.costs {
+        let spec = &venue.contract.buckets[*index];
+        let owner = venue.owner(spec.scope);
+        add(
+            (owner.clone(), spec.scope.as_str().to_owned(), value.clone()),
+            true,
+        );
+        add(
+            (owner, format!("bucket:{}", spec.name), value.clone()),
+            false,
+        );
+    }
+    for scope in [Scope::Key, Scope::Ip] {
+        add((venue.owner(scope), scope.as_str().to_owned(), None), false);
+    }
+    scopes
+}
+
+/// The breakers a refusal opens: the named budget's, or the scope's, with
+/// the scope value this call used (the pair it traded) where it has one.
+fn refused_keys(venue: &Venue, admission: &Admission, refusal: &Refusal) -> Vec<BreakerKey> {
+    let owner = venue.owner(refusal.scope);
+    if let Some(bucket) = refusal.bucket {
+        let value = admission
+            .spent
+            .iter()
+            .find(|(i, _)| *i == bucket)
+            .and_then(|(_, v)| v.clone());
+        let name = &venue.contract.buckets[bucket].name;
+        return vec![(owner, format!("bucket:{name}"), value)];
+    }
+    let label = refusal.scope.as_str().to_owned();
+    let mut keys: Vec<BreakerKey> = admission
+        .spent
+        .iter()
+        .filter(|(i, _)| venue.contract.buckets[*i].scope == refusal.scope)
+        .map(|(_, value)| (owner.clone(), label.clone(), value.clone()))
+        .collect();
+    keys.dedup();
+    if keys.is_empty() {
+        keys.push((owner, label, None));
+    }
+    keys
+}
+
+/// An admitted call until its answer is learned. Dropped without an answer
+/// (the send failed, or the bot went away and its handler was dropped), it
+/// is abandoned, so no probe stays in flight forever.
+struct Inflight<'a> {
+    router: &'a Router,
+    venue: &'a Venue,
+    admission: Option<Admission>,
+}
+
+impl Inflight<'_> {
+    fn answered(mut self, headers: &HeaderMap, refusal: Option<Refusal>) {
+        if let Some(admission) = self.admission.take() {
+            self.router.learn(self.venue, &admission, headers, refusal);
+        }
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        if let Some(admission) = self.admission.take() {
+            self.router.abandon(self.venue, &admission);
+        }
+    }
+}
+
+impl Venue {
+    /// The path (after the venue root) and query exactly as they will be
+    /// sent, percent-encoded the way the HTTP client will encode them.
+    fn normalize(&self, path: &str, query: &str) -> Result<(String, String), String> {
+        let mut url = url::Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| format!("the path cannot be sent: {e}"))?;
+        url.set_query((!query.is_empty()).then_some(query));
+        let path = url
+            .path()
+            .strip_prefix(self.base_path.as_str())
+            .unwrap_or(url.path())
+            .to_owned();
+        Ok((path, url.query().unwrap_or("").to_owned()))
     }
 }
 
@@ -822,14 +984,11 @@ impl Drop for Depth<'_> {
     }
 }
 
-fn set_breaker_gauge(meter: &Meter, venue: &str, scope: Scope, state: f64) {
+fn set_breaker_gauge(meter: &Meter, venue: &str, scope: &str, state: f64) {
     meter
         .gauge(
             "tollgate_venue_breaker_state",
-            &[
-                ("venue", venue.to_owned()),
-                ("scope", scope.as_str().to_owned()),
-            ],
+            &[("venue", venue.to_owned()), ("scope", scope.to_owned())],
         )
         .set(state);
 }
@@ -848,6 +1007,9 @@ fn forwardable(name: &str) -> bool {
             | "trailer"
             | "upgrade"
             | "content-length"
+            // The client does not decompress: answers must come back plain
+            // so refusals inside them can be read.
+            | "accept-encoding"
             | "authorization"
             | "cb-access-key"
             | "cb-access-sign"

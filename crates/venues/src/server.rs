@@ -150,6 +150,22 @@ async fn route(State(egress): State<Egress>, request: Request) -> Response {
             ),
             None,
         ),
+        Outcome::ConnectionLost(reason) => problem(
+            StatusCode::GATEWAY_TIMEOUT,
+            "venue_connection_lost",
+            "Venue connection lost",
+            format!(
+                "{venue}: the connection broke after the call may have been sent ({reason}); the call may or may not have taken effect (check before sending it again)"
+            ),
+            None,
+        ),
+        Outcome::BadRequest(reason) => problem(
+            StatusCode::BAD_REQUEST,
+            "venue_bad_request",
+            "Call cannot be sent",
+            format!("{venue}: {reason}"),
+            None,
+        ),
         Outcome::AuthFailed(reason) => problem(
             StatusCode::BAD_GATEWAY,
             "venue_auth_failed",

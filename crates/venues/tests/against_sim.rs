@@ -497,17 +497,21 @@ async fn signed_timestamps_follow_the_venues_clock() {
     assert_eq!(sim.stats().coinbase.auth_failures, 1);
 }
 
-/// Waits until the clock is at least `margin` away from the next boundary
-/// of a `window_ms` window, so a test's window does not roll under it.
+/// Waits until the clock is at least `margin` before the next boundary of a
+/// `window_ms` window and out of the router's boundary guard (250 ms) after
+/// the last, so a test's window neither rolls under it nor starts guarded.
 async fn away_from_boundary(window_ms: u128, margin_ms: u128) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let left = window_ms - now % window_ms;
-    if left < margin_ms {
-        tokio::time::sleep(Duration::from_millis(left as u64 + 50)).await;
-    }
+    let into = now % window_ms;
+    let wait = if window_ms - into < margin_ms {
+        window_ms - into + 300
+    } else {
+        300u128.saturating_sub(into)
+    };
+    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
 }
 
 #[tokio::test]
@@ -1072,4 +1076,48 @@ async fn a_batch_costs_base_plus_items_and_mixed_results_pass_through() {
         488.0
     );
     assert_eq!(sim.stats().kraken_futures.auth_failures, 0);
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_sending_is_an_unknown_outcome_not_a_502() {
+    let sim = start_sim(SimConfig::default()).await;
+    sim.set_faults(faults(Venue::Coinbase, |f| {
+        f.unknown_outcome = Some(1.0);
+        f.hold_ms = Some(100);
+        f.unknown_drop = Some(true);
+    }));
+    let venue = shipped("coinbase", &sim, Venue::Coinbase);
+    let (router, _) = start_router(BTreeMap::from([("coinbase".into(), venue)])).await;
+    let client = reqwest::Client::new();
+    let (status, _, code) = problem_code(
+        order(Venue::Coinbase)
+            .send(&client, router)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (504, "venue_connection_lost"));
+    assert_eq!(
+        sim.stats().coinbase.unknown_outcomes,
+        1,
+        "the order reached the venue"
+    );
+}
+
+#[tokio::test]
+async fn what_is_signed_is_what_is_sent_even_for_raw_characters() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = start_sim(SimConfig::default()).await;
+    let venue = shipped("binance", &sim, Venue::Binance);
+    let (router, _) = start_router(BTreeMap::from([("binance".into(), venue)])).await;
+    // A raw quote in the query: the HTTP client percent-encodes it on the
+    // way out, so the router must sign the encoded form.
+    let mut stream = tokio::net::TcpStream::connect(router).await.unwrap();
+    let request = "POST /binance/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000&newClientOrderId=bot's-1 HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(sim.stats().binance.auth_failures, 0);
 }

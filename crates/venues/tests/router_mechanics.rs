@@ -51,6 +51,10 @@ async fn scripted_venue(script: Script) -> SocketAddr {
                     answers[0].clone()
                 }
             };
+            // A scripted slow answer: `x-delay-ms` holds it back.
+            if let Some((_, ms)) = headers.iter().find(|(n, _)| *n == "x-delay-ms") {
+                tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+            }
             let mut response = axum::response::Response::new(axum::body::Body::from(body));
             *response.status_mut() = StatusCode::from_u16(status).unwrap();
             for (name, value) in headers {
@@ -473,4 +477,196 @@ action = "reauthenticate"
     );
     assert_eq!(seen[1].2["authorization"], "Bearer first");
     assert_eq!(seen[3].2["authorization"], "Bearer second");
+}
+
+const BINANCE_IP_429: &str = r#"
+kind = "binance"
+max_wait_ms = 3000
+timeout_ms = 300
+[[buckets]]
+name = "weight"
+kind = "fixed_window"
+limit = 1000
+window_ms = 60000
+scope = "ip"
+[default_cost]
+weight = 1
+[[errors]]
+status = 429
+action = "backoff"
+scope = "ip"
+"#;
+
+fn venue_toml(name: &str, venue: SocketAddr, body: &str) -> String {
+    format!("[{name}]\nbase_url = \"http://{venue}\"\n")
+        + &body
+            .replace("[[buckets]]", &format!("[[{name}.buckets]]"))
+            .replace("[default_cost]", &format!("[{name}.default_cost]"))
+            .replace("[[errors]]", &format!("[[{name}.errors]]"))
+            .replace("[[endpoints]]", &format!("[[{name}.endpoints]]"))
+}
+
+#[tokio::test]
+async fn a_probe_that_gets_no_answer_leaves_the_breaker_half_open() {
+    let script = Script::new(vec![
+        (429, vec![("retry-after", "1".into())], "{}".into()),
+        (200, vec![("x-delay-ms", "800".into())], "{}".into()),
+        (429, vec![("retry-after", "1".into())], "{}".into()),
+        ok(),
+    ]);
+    let venue = scripted_venue(script.clone()).await;
+    let (router, _) = start_router(&venue_toml("v", venue, BINANCE_IP_429)).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{router}/v/api/v3/ping");
+    assert_eq!(get(&client, url.clone()).await.status(), 429);
+    // After Retry-After the probe goes, and the venue does not answer in time.
+    let (status, _, _) = problem(get(&client, url.clone()).await).await;
+    assert_eq!(status, 504);
+    // Two calls at once: one probes again (and is refused), the other waits
+    // for the breaker instead of going out with it.
+    let a = tokio::spawn({
+        let (client, url) = (client.clone(), url.clone());
+        async move { get(&client, url).await.status().as_u16() }
+    });
+    let b = tokio::spawn({
+        let (client, url) = (client.clone(), url.clone());
+        async move { get(&client, url).await.status().as_u16() }
+    });
+    let mut statuses = [a.await.unwrap(), b.await.unwrap()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 429]);
+    let seen = script.seen();
+    assert_eq!(seen.len(), 4);
+    let gap = seen[3].0 - seen[2].0;
+    assert!(
+        gap >= Duration::from_millis(900),
+        "second call went {gap:?} after the probe"
+    );
+}
+
+#[tokio::test]
+async fn a_probe_whose_caller_went_away_does_not_hold_the_venue() {
+    let script = Script::new(vec![
+        (429, vec![("retry-after", "1".into())], "{}".into()),
+        (200, vec![("x-delay-ms", "2000".into())], "{}".into()),
+        ok(),
+    ]);
+    let venue = scripted_venue(script.clone()).await;
+    let config = BINANCE_IP_429.replace("timeout_ms = 300", "timeout_ms = 5000");
+    let (router, _) = start_router(&venue_toml("v", venue, &config)).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{router}/v/api/v3/ping");
+    assert_eq!(get(&client, url.clone()).await.status(), 429);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The probe's caller gives up after 200 ms and closes its connection.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(impatient.get(url.clone()).send().await.is_err());
+    // The next call is not stuck behind a probe nobody waits for.
+    let started = Instant::now();
+    assert_eq!(get(&client, url).await.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_key_breaker_holds_calls_that_spend_no_key_budget() {
+    let script = Script::new(vec![
+        (
+            200,
+            vec![],
+            r#"{"error":["EService: Throttled: 1800000000"]}"#.into(),
+        ),
+        ok(),
+    ]);
+    let venue = scripted_venue(script.clone()).await;
+    let config = r#"
+kind = "kraken"
+max_wait_ms = 200
+[[buckets]]
+name = "trading"
+kind = "decaying"
+max = 60
+decay_per_second = 1
+scope = "pair"
+scope_param = "pair"
+[[endpoints]]
+path = "/0/private/AddOrder"
+cost = { trading = 1 }
+[[errors]]
+body_contains = "EService: Throttled"
+action = "backoff"
+scope = "key"
+backoff_ms = 5000
+"#;
+    let (router, _) = start_router(&venue_toml("k", venue, config)).await;
+    let client = reqwest::Client::new();
+    let add = || {
+        client
+            .post(format!("http://{router}/k/0/private/AddOrder"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("pair=XBTUSD&type=buy")
+    };
+    let first = add().send().await.unwrap();
+    assert!(first.text().await.unwrap().contains("Throttled"));
+    let (status, _, code) = problem(add().send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (429, "venue_backoff"));
+    assert_eq!(script.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn redirects_are_passed_on_never_followed_and_encodings_not_asked_for() {
+    let elsewhere = Script::new(vec![ok()]);
+    let other = scripted_venue(elsewhere.clone()).await;
+    let script = Script::new(vec![(
+        307,
+        vec![("location", format!("http://{other}/steal"))],
+        String::new(),
+    )]);
+    let venue = scripted_venue(script.clone()).await;
+    let config = r#"
+kind = "binance"
+credentials = { key = "k", secret = "s" }
+[[endpoints]]
+path = "/api/v3/order"
+signed = true
+"#;
+    let (router, _) = start_router(&venue_toml("b", venue, config)).await;
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("http://{router}/b/api/v3/order?symbol=X"))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    assert!(
+        elsewhere.seen().is_empty(),
+        "the signed order went nowhere else"
+    );
+    let seen = script.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].2.get("accept-encoding").is_none());
+    assert!(seen[0].1.contains("signature="));
+}
+
+async fn problem(response: reqwest::Response) -> (u16, Option<String>, String) {
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (
+        status,
+        retry,
+        body["code"].as_str().unwrap_or_default().to_owned(),
+    )
 }

@@ -326,18 +326,48 @@ impl Ingress {
         // Step 11 (metering part): what the response used.
         let failed = response.status().is_server_error();
         let usage = usage_report(response.headers());
-        let declared_bytes = http_body::Body::size_hint(response.body()).exact();
+        let mut response = forward::respond(response, &context.request_id);
+        let mut answer_bytes = http_body::Body::size_hint(response.body()).exact();
+        if answer_bytes.is_none()
+            && !failed
+            && let Some((plan, _)) = &hold
+            && plan.prices[Meter::BytesOut.index()].is_some()
+        {
+            // A priced answer of unknown length (chunked): read it, up to the
+            // route's bytes_out maximum, so its size is charged before any of
+            // it is released.
+            let limit = self
+                .route_max_units
+                .get(context.route)
+                .map_or(1 << 20, |units| units[Meter::BytesOut.index()]);
+            match forward::read_prefix(response, limit, self.forward.request_timeout).await {
+                Ok((read, bytes)) => {
+                    response = read;
+                    answer_bytes = Some(bytes);
+                }
+                Err(refusal) => {
+                    if let Some(ticket) = &ticket {
+                        idempotency::release(self.store.as_ref(), ticket).await;
+                    }
+                    if let Some((_, hold)) = hold {
+                        self.accounts.void(&key.org_id, hold, now);
+                    }
+                    return Err(refusal);
+                }
+            }
+        }
         // Step 11: settle. The charge is durable before the answer leaves.
         if let Some((plan, hold)) = hold {
             if failed {
                 self.accounts.void(&key.org_id, hold, now);
             } else {
                 // What is priced: the reported meters, this request, and the
-                // declared body size. (The quota counters are fed apart: the
-                // request was counted at admission, bytes as they stream.)
+                // body size (declared, or read above). (The quota counters are
+                // fed apart: the request was counted at admission, bytes as
+                // they stream.)
                 let mut priced = usage;
                 priced[Meter::Request.index()] = 1;
-                priced[Meter::BytesOut.index()] = declared_bytes.unwrap_or(0);
+                priced[Meter::BytesOut.index()] = answer_bytes.unwrap_or(0);
                 self.settle(
                     plan,
                     hold,
@@ -350,7 +380,6 @@ impl Ingress {
                 .await?;
             }
         }
-        let mut response = forward::respond(response, &context.request_id);
         if let Some(ticket) = &ticket {
             if failed {
                 idempotency::release(self.store.as_ref(), ticket).await;

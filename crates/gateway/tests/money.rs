@@ -26,11 +26,29 @@ const PER_REQUEST: &str = r#"
     tiers = [{ micros = 1000 }]
 "#;
 
+/// 1,000 µ per request and 1 µ per byte of the answer.
+const PER_BYTE: &str = r#"
+    [prices.request]
+    tiers = [{ micros = 1000 }]
+    [prices.bytes_out]
+    tiers = [{ micros = 1 }]
+"#;
+
 async fn gateway() -> TestGateway {
     TestGateway::start_with(|config| {
-        for (name, text) in [("graduated", GRADUATED), ("perreq", PER_REQUEST)] {
+        for (name, text) in [
+            ("graduated", GRADUATED),
+            ("perreq", PER_REQUEST),
+            ("perbyte", PER_BYTE),
+        ] {
             let plan: PlanConfig = toml::from_str(text).expect("plan");
             config.plans.insert(name.into(), plan);
+        }
+        // Research answers may be up to 10,000 bytes (the hold's size).
+        for route in &mut config.routes {
+            if route.path.starts_with("/v1/research") {
+                route.max_units.insert("bytes_out".into(), 10_000);
+            }
         }
     })
     .await
@@ -535,4 +553,40 @@ async fn relaxed_durability_still_records_every_charge() {
         "the charges were not written: {:?}",
         ledger_sum(&gw, &org).await
     );
+}
+
+#[tokio::test]
+async fn chunked_answers_are_priced_by_their_bytes_before_release() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "perbyte").await;
+    top_up(&gw, &org, 100_000).await;
+    // 5,000 bytes with no Content-Length: read, priced, then sent whole.
+    let r = gw.get("/v1/research/chunked?bytes=5000", Some(&key)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "5000");
+    assert_eq!(r.bytes().await.unwrap().len(), 5000);
+    assert_eq!(
+        balance(&gw, &org).await["balance_micros"],
+        100_000 - 1000 - 5000
+    );
+    // 25,000 bytes: more than the route's bytes_out maximum (10,000). The
+    // client gets every byte; the charge stops at the maximum the hold covered.
+    let r = gw.get("/v1/research/chunked?bytes=25000", Some(&key)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 25_000);
+    assert_eq!(
+        balance(&gw, &org).await["balance_micros"],
+        100_000 - 6000 - 1000 - 10_000
+    );
+    let (_, ledger) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
+        .await;
+    // Oldest first: the top-up, then the two charges.
+    assert_eq!(ledger["data"][1]["detail"]["units"]["bytes_out"], 5000);
+    assert_eq!(ledger["data"][2]["detail"]["units"]["bytes_out"], 10_000);
+    // Quotas still count every byte that streamed.
+    let report = usage(&gw, &org).await;
+    assert_eq!(used(&report, "bytes_out"), 30_000);
+    assert_eq!(ledger_sum(&gw, &org).await.0, 100_000 - 17_000);
+    gw.stop().await;
 }

@@ -249,6 +249,76 @@ pub async fn send(
     }
 }
 
+/// Reads an answer's body until it ends or passes `limit` bytes. Returns the
+/// answer with a body that gives back what was read and then streams the
+/// rest, and the number of bytes read: the whole body's size when it ended
+/// within the limit, `limit` when it did not (the most a route is charged).
+pub async fn read_prefix(
+    response: Response<ProxyBody>,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> Result<(Response<ProxyBody>, u64), Refusal> {
+    let (parts, mut body) = response.into_parts();
+    let mut frames = Vec::new();
+    let mut read = 0u64;
+    let mut ended = false;
+    let reading = async {
+        while read <= limit {
+            match body.frame().await {
+                None => {
+                    ended = true;
+                    break;
+                }
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        read += data.len() as u64;
+                    }
+                    frames.push(frame);
+                }
+                Some(Err(error)) => return Err(error),
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, reading).await {
+        Err(_) => {
+            return Err(Refusal::new(
+                Rejection::UpstreamTimeout,
+                format!(
+                    "the upstream's answer did not finish within {} ms",
+                    timeout.as_millis()
+                ),
+            ));
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "upstream answer broke off");
+            return Err(Refusal::new(
+                Rejection::UpstreamUnavailable,
+                "the upstream's answer broke off",
+            ));
+        }
+        Ok(Ok(())) => {}
+    }
+    if ended && frames.iter().all(|f| f.is_data()) {
+        // Whole and without trailers: sent with its Content-Length.
+        let mut whole = bytes::BytesMut::with_capacity(usize::try_from(read).unwrap_or(0));
+        for frame in frames {
+            if let Ok(data) = frame.into_data() {
+                whole.extend_from_slice(&data);
+            }
+        }
+        return Ok((Response::from_parts(parts, full(whole.freeze())), read));
+    }
+    let replay = futures_util::stream::iter(frames.into_iter().map(Ok::<_, BoxError>));
+    let body = if ended {
+        http_body_util::StreamBody::new(replay).boxed()
+    } else {
+        let rest = http_body_util::BodyStream::new(body);
+        http_body_util::StreamBody::new(futures_util::StreamExt::chain(replay, rest)).boxed()
+    };
+    Ok((Response::from_parts(parts, body), read.min(limit)))
+}
+
 /// Cleans the upstream's response for the client.
 pub fn respond(response: Response<Incoming>, request_id: &str) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();

@@ -62,6 +62,29 @@ async fn record(State(upstream): State<Upstream>, request: Request) -> Response 
     if path.contains("slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
+    // `/chunked?bytes=N`: N bytes in four chunks, with no Content-Length.
+    if path.contains("chunked") {
+        let n: usize = parts
+            .uri
+            .query()
+            .and_then(|q| q.strip_prefix("bytes="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..4)
+            .map(|i| {
+                Ok(bytes::Bytes::from(vec![
+                    b'x';
+                    n / 4 + usize::from(i < n % 4)
+                ]))
+            })
+            .collect();
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+        let mut response = Response::new(body);
+        response
+            .headers_mut()
+            .insert("tollgate-usage", "order_sent=1".parse().expect("value"));
+        return response;
+    }
     // Test hooks in a JSON body: {"delay_ms": n}, {"fail": true} -> 500,
     // {"reject": true} -> 400.
     let hooks: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);

@@ -532,6 +532,50 @@ fn config_check_accepts_the_example_and_names_the_bad_setting() {
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("upstream.url"));
 
+    // The shipped venue contracts added to the example: they compile once
+    // the credentials they name are in the environment, and a missing one
+    // is named.
+    let venues = concat!(env!("CARGO_MANIFEST_DIR"), "/../../venues.example.toml");
+    let full = dir.path().join("full.toml");
+    std::fs::write(
+        &full,
+        std::fs::read_to_string(example).expect("example")
+            + &std::fs::read_to_string(venues).expect("venues"),
+    )
+    .expect("write");
+    let output = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&full)
+        .env_remove("BINANCE_API_KEY")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BINANCE_API_KEY"));
+    let mut check = Command::new(BIN);
+    check.args(["config", "check", "--config"]).arg(&full);
+    for (name, value) in [
+        ("BINANCE_API_KEY", "k"),
+        ("BINANCE_API_SECRET", "s"),
+        ("COINBASE_API_KEY", "k"),
+        ("COINBASE_API_SECRET", "c2VjcmV0"),
+        ("COINBASE_API_PASSPHRASE", "p"),
+        ("DERIBIT_CLIENT_ID", "k"),
+        ("DERIBIT_CLIENT_SECRET", "s"),
+        ("KRAKEN_API_KEY", "k"),
+        ("KRAKEN_API_SECRET", "c2VjcmV0"),
+        ("KRAKEN_FUTURES_API_KEY", "k"),
+        ("KRAKEN_FUTURES_API_SECRET", "c2VjcmV0"),
+    ] {
+        check.env(name, value);
+    }
+    let output = check.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("5 venues"));
+
     let output = Command::new(BIN)
         .args(["serve", "--config", "/nonexistent/tollgate.toml"])
         .output()

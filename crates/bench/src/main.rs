@@ -12,6 +12,10 @@
 //! organizations, drives every target with wrk (closed loop, keep-alive
 //! connections, requests spread over the keys) and with its own open-loop
 //! generator at a fixed rate, and prints the table and a JSON file.
+//!
+//! The egress side is measured the same way: the venue simulator alone, and
+//! the venue router in front of it (a Binance contract with limits too high
+//! to bind), so the ratio is what routing itself costs.
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -94,6 +98,17 @@ enum Part {
         #[arg(long)]
         workers: usize,
     },
+    /// (internal) the venue simulator, with limits too high to bind.
+    #[command(hide = true)]
+    Sim,
+    /// (internal) the venue router in front of the simulator.
+    #[command(hide = true)]
+    Router {
+        #[arg(long)]
+        sim: SocketAddr,
+        #[arg(long)]
+        workers: usize,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -119,6 +134,8 @@ fn main() -> anyhow::Result<()> {
             ref config,
             workers,
         }) => serve_gateway(config, workers),
+        Some(Part::Sim) => serve_sim(),
+        Some(Part::Router { sim, workers }) => serve_router(sim, workers),
         None => bench(cli),
     }
 }
@@ -173,6 +190,56 @@ fn serve_gateway(config: &Path, workers: usize) -> anyhow::Result<()> {
         println!("listening {}", listeners.ingress_addr()?);
         std::io::stdout().flush()?;
         tollgate_gateway::run(config, listeners, std::future::pending()).await
+    })
+}
+
+// === the egress side ===
+
+fn serve_sim() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut config = tollgate_sim::SimConfig::default();
+        config.binance.weight_limit = 1 << 40;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let sim = tollgate_sim::start(listener, config).await?;
+        println!("listening {}", sim.addr());
+        std::io::stdout().flush()?;
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+fn serve_router(sim: SocketAddr, workers: usize) -> anyhow::Result<()> {
+    let venues: std::collections::BTreeMap<String, tollgate_venues::VenueConfig> =
+        toml::from_str(&format!(
+            r#"
+[binance]
+kind = "binance"
+base_url = "http://{sim}/binance"
+[[binance.buckets]]
+name = "weight"
+kind = "fixed_window"
+limit = 1e12
+window_ms = 60000
+scope = "ip"
+header = "X-MBX-USED-WEIGHT-1M"
+[binance.default_cost]
+weight = 1
+"#
+        ))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let router = Arc::new(tollgate_venues::Router::new(&venues)?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening {}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        tollgate_venues::server::serve(listener, router, 1 << 20, std::future::pending()).await?;
+        Ok(())
     })
 }
 
@@ -459,6 +526,7 @@ struct Sample {
 
 fn wrk(
     addr: SocketAddr,
+    path: &str,
     keys_file: &Path,
     script: &Path,
     duration: Duration,
@@ -472,9 +540,10 @@ fn wrk(
         ])
         .arg("-s")
         .arg(script)
-        .arg(format!("http://{addr}/v1/ticker"))
+        .arg(format!("http://{addr}{path}"))
         .arg("--")
         .arg(keys_file)
+        .arg(path)
         .output()?;
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text
@@ -688,6 +757,7 @@ fn bench(mut cli: Cli) -> anyhow::Result<()> {
                 );
                 runs.push(wrk(
                     addr,
+                    "/v1/ticker",
                     &keys_file,
                     &script,
                     cli.duration,
@@ -805,6 +875,7 @@ fn bench(mut cli: Cli) -> anyhow::Result<()> {
     ])?;
     let large_sample = wrk(
         large.addr,
+        "/v1/ticker",
         &large_keys_file,
         &script,
         Duration::from_secs(if cli.smoke { 1 } else { 3 }),
@@ -813,7 +884,55 @@ fn bench(mut cli: Cli) -> anyhow::Result<()> {
     let large_rss = large.peak_rss_mb();
     drop(large);
 
+    // Egress: the simulator alone, then the router in front of it.
+    let sim = spawn_part(&["sim"])?;
+    let router = spawn_part(&[
+        "router",
+        "--sim",
+        &sim.addr.to_string(),
+        "--workers",
+        &workers,
+    ])?;
+    let venue_path = "/binance/api/v3/ping";
+    let mut egress = Vec::new();
+    for (name, addr, path) in [
+        ("venue-direct", sim.addr, venue_path.to_owned()),
+        ("venue-via-router", router.addr, venue_path.to_owned()),
+    ] {
+        let mut runs = Vec::new();
+        for run in 0..cli.runs {
+            eprintln!("{name}: run {}/{}...", run + 1, cli.runs);
+            runs.push(wrk(
+                addr,
+                &path,
+                &keys_file,
+                &script,
+                cli.duration,
+                cli.connections,
+            )?);
+        }
+        egress.push((name, median_sample(&runs)));
+    }
+    drop(router);
+    drop(sim);
+
     print_table(&cli, &results, &open, large_rss, large_sample.rps);
+    let (direct, routed) = (&egress[0].1, &egress[1].1);
+    println!();
+    println!(
+        "egress: the venue simulator alone vs the venue router in front of it (GET {venue_path})"
+    );
+    for (name, s) in &egress {
+        println!(
+            "  {name:<18} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs",
+            s.rps, s.p50_us, s.p99_us
+        );
+    }
+    println!(
+        "  router / direct: {:.2}x throughput, +{:.0} µs p50",
+        routed.rps / direct.rps.max(1e-9),
+        routed.p50_us - direct.p50_us
+    );
     let json = serde_json::json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "machine": machine(),
@@ -830,6 +949,12 @@ fn bench(mut cli: Cli) -> anyhow::Result<()> {
         "targets": results,
         "open_loop": open,
         "memory": {"keys": cli.large_keys, "orgs": cli.large_orgs, "peak_rss_mb": large_rss, "rps_during": large_sample.rps},
+        "egress": {
+            "path": venue_path,
+            "direct": direct,
+            "via_router": routed,
+            "ratio": routed.rps / direct.rps.max(1e-9),
+        },
     });
     if let Some(parent) = cli.json.parent() {
         std::fs::create_dir_all(parent)?;
@@ -844,6 +969,11 @@ fn bench(mut cli: Cli) -> anyhow::Result<()> {
                 || r.closed_loop.socket_errors > 0
             {
                 bail!("smoke: {} answered badly: {:?}", r.name, r.closed_loop);
+            }
+        }
+        for (name, s) in &egress {
+            if s.rps <= 0.0 || s.non_2xx > 0 || s.socket_errors > 0 {
+                bail!("smoke: {name} answered badly: {s:?}");
             }
         }
         let answered = |o: &OpenLoop| o.tollgate.ok > 0 && o.direct.ok > 0;

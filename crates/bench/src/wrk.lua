@@ -1,18 +1,23 @@
 -- wrk script of tollgate-bench: spreads requests over many API keys and
 -- prints one machine-readable summary line at the end.
+-- Arguments: the keys file, and the path to request (default /v1/ticker).
 local keys = {}
 local count = 0
+local path = "/v1/ticker"
 
 init = function(args)
   for line in io.lines(args[1]) do
     count = count + 1
     keys[count] = line
   end
+  if args[2] then
+    path = args[2]
+  end
 end
 
 request = function()
   local key = keys[math.random(count)]
-  return wrk.format("GET", "/v1/ticker", { ["Authorization"] = "Bearer " .. key })
+  return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. key })
 end
 
 done = function(summary, latency, requests)

@@ -11,6 +11,10 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, query};
+
+/// Rows per multi-row statement: at most 7 variables each, well under
+/// SQLite's limit of 32,766 bound variables per statement.
+const STATEMENT_ROWS: usize = 1000;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
@@ -74,23 +78,31 @@ impl SqliteStore {
             }
         }
         let mut tx = self.pool.begin().await?;
-        let mut ensure = QueryBuilder::<Sqlite>::new("INSERT INTO accounts (org_id, updated_at) ");
-        ensure.push_values(&orgs, |mut row, org| {
-            row.push_bind(*org).push_bind(now);
-        });
-        ensure.push(" ON CONFLICT (org_id) DO NOTHING");
-        ensure.build().execute(&mut *tx).await?;
-
-        let mut read =
-            QueryBuilder::<Sqlite>::new("SELECT org_id, balance FROM accounts WHERE org_id IN (");
-        let mut list = read.separated(", ");
-        for org in &orgs {
-            list.push_bind(*org);
+        // Every statement is split so it binds fewer variables than SQLite
+        // allows (32,766), whatever the batch size: all in one transaction.
+        for chunk in orgs.chunks(STATEMENT_ROWS) {
+            let mut ensure =
+                QueryBuilder::<Sqlite>::new("INSERT INTO accounts (org_id, updated_at) ");
+            ensure.push_values(chunk, |mut row, org| {
+                row.push_bind(*org).push_bind(now);
+            });
+            ensure.push(" ON CONFLICT (org_id) DO NOTHING");
+            ensure.build().execute(&mut *tx).await?;
         }
-        read.push(")");
+
         let mut balances: HashMap<String, i64> = HashMap::new();
-        for row in read.build().fetch_all(&mut *tx).await? {
-            balances.insert(row.try_get("org_id")?, row.try_get("balance")?);
+        for chunk in orgs.chunks(STATEMENT_ROWS) {
+            let mut read = QueryBuilder::<Sqlite>::new(
+                "SELECT org_id, balance FROM accounts WHERE org_id IN (",
+            );
+            let mut list = read.separated(", ");
+            for org in chunk {
+                list.push_bind(*org);
+            }
+            read.push(")");
+            for row in read.build().fetch_all(&mut *tx).await? {
+                balances.insert(row.try_get("org_id")?, row.try_get("balance")?);
+            }
         }
         let mut after = Vec::with_capacity(entries.len());
         for e in entries {
@@ -100,42 +112,49 @@ impl SqliteStore {
                 .ok_or_else(|| corrupt("balance", "overflow"))?;
             after.push(*balance);
         }
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO ledger (org_id, kind, amount, reference, detail, balance_after, created_at) ",
-        );
-        insert.push_values(entries.iter().zip(&after), |mut row, (e, balance_after)| {
-            row.push_bind(e.org_id.as_str())
-                .push_bind(e.kind.as_str())
-                .push_bind(e.amount)
-                .push_bind(&e.reference)
-                .push_bind(&e.detail)
-                .push_bind(*balance_after)
-                .push_bind(e.created_at.0);
-        });
-        insert.push(" ON CONFLICT (org_id, reference) DO NOTHING");
-        let written = insert.build().execute(&mut *tx).await?;
-        if written.rows_affected() != entries.len() as u64 {
+        let rows: Vec<(&NewEntry, &i64)> = entries.iter().zip(&after).collect();
+        let mut written = 0u64;
+        for chunk in rows.chunks(STATEMENT_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO ledger (org_id, kind, amount, reference, detail, balance_after, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, (e, balance_after)| {
+                row.push_bind(e.org_id.as_str())
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.amount)
+                    .push_bind(&e.reference)
+                    .push_bind(&e.detail)
+                    .push_bind(**balance_after)
+                    .push_bind(e.created_at.0);
+            });
+            insert.push(" ON CONFLICT (org_id, reference) DO NOTHING");
+            written += insert.build().execute(&mut *tx).await?.rows_affected();
+        }
+        if written != entries.len() as u64 {
             tx.rollback().await?;
             return Ok(None);
         }
-        let mut update = QueryBuilder::<Sqlite>::new("UPDATE accounts SET balance = CASE org_id");
-        for org in &orgs {
+        for chunk in orgs.chunks(STATEMENT_ROWS) {
+            let mut update =
+                QueryBuilder::<Sqlite>::new("UPDATE accounts SET balance = CASE org_id");
+            for org in chunk {
+                update
+                    .push(" WHEN ")
+                    .push_bind(*org)
+                    .push(" THEN ")
+                    .push_bind(balances[*org]);
+            }
             update
-                .push(" WHEN ")
-                .push_bind(*org)
-                .push(" THEN ")
-                .push_bind(balances[*org]);
+                .push(" END, updated_at = ")
+                .push_bind(now)
+                .push(" WHERE org_id IN (");
+            let mut list = update.separated(", ");
+            for org in chunk {
+                list.push_bind(*org);
+            }
+            update.push(")");
+            update.build().execute(&mut *tx).await?;
         }
-        update
-            .push(" END, updated_at = ")
-            .push_bind(now)
-            .push(" WHERE org_id IN (");
-        let mut list = update.separated(", ");
-        for org in &orgs {
-            list.push_bind(*org);
-        }
-        update.push(")");
-        update.build().execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Some(
             after

@@ -627,3 +627,45 @@ async fn key_credentials_replace_whole_and_survive_reopen() {
         credentials
     );
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_statement_is_posted_whole() {
+    use tollgate_store::{EntryKind, NewEntry, Posted};
+    let (_dir, store) = sqlite().await;
+    // 6,000 organizations: the multi-row statements must be split to stay
+    // under SQLite's limit of bound variables, inside one transaction.
+    let orgs: Vec<OrgRow> = (0..6_000u32)
+        .map(|n| {
+            let mut seed = [5u8; 10];
+            seed[..4].copy_from_slice(&n.to_le_bytes());
+            OrgRow {
+                id: OrgId::from_random(seed),
+                ..org(0)
+            }
+        })
+        .collect();
+    store.insert_many(&orgs, &[]).await.expect("orgs");
+    let entries: Vec<NewEntry> = orgs
+        .iter()
+        .map(|o| NewEntry {
+            org_id: o.id.clone(),
+            kind: EntryKind::TopUp,
+            amount: 1_000,
+            reference: "top_up:seed".into(),
+            detail: "{}".into(),
+            created_at: UnixMillis(2_000),
+        })
+        .collect();
+    let posted = store.post_entries(&entries).await.expect("post");
+    assert!(posted.iter().all(|p| *p
+        == Posted::Written {
+            balance_after: 1_000
+        }));
+    let last = store.get_account(&orgs[5_999].id).await.expect("account");
+    assert_eq!(last.balance, 1_000);
+    // The same batch again: every entry is a duplicate, nothing moves.
+    let again = store.post_entries(&entries).await.expect("post");
+    assert!(again.iter().all(|p| *p == Posted::Duplicate));
+    let first = store.get_account(&orgs[0].id).await.expect("account");
+    assert_eq!(first.balance, 1_000);
+}

@@ -6,7 +6,9 @@
 //! New orders also count against the per-account ORDERS windows
 //! (`X-MBX-ORDER-COUNT-10S`, `-1D` on success). A request refused for
 //! weight adds no weight. Clients that keep sending while a `Retry-After`
-//! runs are banned with 418 (the ladder lives in the server's backoff gate).
+//! runs, or that earn too many 429s in a short time, are banned with 418
+//! (the ladder lives in the server's backoff gate). The windows are aligned
+//! to the venue's clock (skew included) and only ever roll forward.
 
 use crate::book;
 use crate::clock::{MICROS_PER_MS, Micros, retry_after_secs};
@@ -144,7 +146,8 @@ fn weight_refusal(cfg: &BinanceConfig) -> Reply {
     )
 }
 
-/// The 418 a banned IP gets, with `Retry-After` until the ban ends.
+/// The 418 a banned IP gets, with `Retry-After` until the ban ends (`until`
+/// is on the monotonic clock; the body names it on the venue's).
 pub(crate) fn banned(ctx: &Ctx<'_>, request: &Request, until: Micros) -> Reply {
     let cfg = &ctx.shared.config.binance;
     let used = ctx
@@ -153,17 +156,18 @@ pub(crate) fn banned(ctx: &Ctx<'_>, request: &Request, until: Micros) -> Reply {
         .lock()
         .weight_window(cfg, request.ip)
         .used(ctx.now);
-    let secs = retry_after_secs(ctx.now, until);
+    let secs = retry_after_secs(ctx.mono, until);
+    let until_venue = ctx.now.saturating_add(until.saturating_sub(ctx.mono));
     error(
         StatusCode::IM_A_TEAPOT,
         -1003,
         &format!(
             "Way too much request weight used; IP banned until {}. Please use WebSocket Streams for live updates to avoid bans.",
-            until / MICROS_PER_MS
+            until_venue / MICROS_PER_MS
         ),
         Outcome::Banned,
     )
-    .retry_after(ctx.now, secs)
+    .retry_after(ctx.mono, secs)
     .header(&weight_header(cfg), used)
 }
 
@@ -177,7 +181,7 @@ pub(crate) fn storm(ctx: &Ctx<'_>, request: &Request) -> Reply {
         .weight_window(cfg, request.ip)
         .used(ctx.now);
     weight_refusal(cfg)
-        .retry_after(ctx.now, ctx.faults.storm_retry_after_s)
+        .retry_after(ctx.mono, ctx.faults.storm_retry_after_s)
         .header(&weight_header(cfg), used)
 }
 
@@ -269,7 +273,7 @@ pub(crate) fn handle(ctx: &Ctx<'_>, request: &Request) -> Reply {
         let used = window.used(ctx.now);
         let secs = retry_after_secs(ctx.now, window.end(ctx.now));
         return weight_refusal(cfg)
-            .retry_after(ctx.now, secs)
+            .retry_after(ctx.mono, secs)
             .header(&header, used);
     }
     let (reply, charged) = if endpoint.signed() {
@@ -552,7 +556,7 @@ fn new_order(
             &format!("Too many new orders; current limit is {limit} orders per {num} {name}."),
             Outcome::RateLimited,
         )
-        .retry_after(ctx.now, retry_after_secs(ctx.now, end));
+        .retry_after(ctx.mono, retry_after_secs(ctx.now, end));
     }
     let short_count = state
         .orders_short

@@ -1,10 +1,19 @@
 //! Time as the simulator sees it: microseconds since the Unix epoch, and the
 //! few date formats the venues print.
 //!
-//! The limiters never read the clock; the server reads it once per request
-//! (system time plus the venue's skew fault) and passes it down.
+//! Two clocks are read once per request and passed down; the limiters never
+//! read a clock themselves:
+//!
+//! - the venue's clock (the host's wall clock plus the venue's skew fault),
+//!   for what the venue reports (`serverTime`, `usIn`, …), timestamp windows
+//!   and the alignment of Binance's windows;
+//! - the host's monotonic clock ([`monotonic_now`]), for limiter state and
+//!   deadlines (buckets, counters, sliding windows, `Retry-After` waits, bans,
+//!   token lifetimes, order ages), so that changing the skew fault neither
+//!   refills a limiter nor shortens a wait.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Microseconds since the Unix epoch (UTC).
 pub(crate) type Micros = i64;
@@ -18,6 +27,16 @@ pub(crate) fn system_now() -> Micros {
         Ok(elapsed) => i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
     }
+}
+
+/// The host's monotonic clock, in microseconds: the wall clock at its first
+/// reading plus the monotonic time elapsed since. It never goes backwards and
+/// ignores the skew fault and any step of the wall clock.
+pub(crate) fn monotonic_now() -> Micros {
+    static ANCHOR: OnceLock<(Instant, Micros)> = OnceLock::new();
+    let (start, epoch) = *ANCHOR.get_or_init(|| (Instant::now(), system_now()));
+    let elapsed = i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX / 4);
+    epoch.saturating_add(elapsed)
 }
 
 /// Whole seconds from `now` until `until`, rounded up, never below 1: the

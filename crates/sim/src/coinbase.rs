@@ -3,7 +3,9 @@
 //! Public endpoints spend a lazy-fill bucket per IP, private ones a bucket
 //! per profile. Private requests carry `CB-ACCESS-KEY`, `CB-ACCESS-SIGN`,
 //! `CB-ACCESS-TIMESTAMP` and `CB-ACCESS-PASSPHRASE`; they are authenticated
-//! first (a refused signature takes no token), then limited.
+//! first (a refused signature takes no token), then limited. The Exchange
+//! documents no rate-limit headers: `x-ratelimit-*` are only sent with
+//! `send_rate_limit_headers`.
 
 use crate::book;
 use crate::clock::{MICROS_PER_SEC, Micros, iso8601_micros, retry_after_secs};
@@ -101,7 +103,7 @@ pub(crate) fn storm(ctx: &Ctx<'_>, request: &Request) -> Reply {
     };
     let reply = Reply::json(StatusCode::TOO_MANY_REQUESTS, body, Outcome::RateLimited);
     if ctx.shared.config.coinbase.send_retry_after {
-        reply.retry_after(ctx.now, ctx.faults.storm_retry_after_s)
+        reply.retry_after(ctx.mono, ctx.faults.storm_retry_after_s)
     } else {
         reply
     }
@@ -136,17 +138,17 @@ fn public(
     {
         let mut state = ctx.shared.coinbase.lock();
         let bucket = state.public.entry(request.ip).or_insert_with(|| {
-            TokenBucket::new(units(cfg.public_burst), rate(cfg.public_rate), ctx.now)
+            TokenBucket::new(units(cfg.public_burst), rate(cfg.public_rate), ctx.mono)
         });
-        if !bucket.try_take(UNIT, ctx.now) {
+        if !bucket.try_take(UNIT, ctx.mono) {
             let reply = Reply::json(
                 StatusCode::TOO_MANY_REQUESTS,
                 PUBLIC_LIMITED,
                 Outcome::RateLimited,
             );
             return if cfg.send_retry_after {
-                let secs = retry_after_secs(ctx.now, bucket.available_at(UNIT));
-                reply.retry_after(ctx.now, secs)
+                let secs = retry_after_secs(ctx.mono, bucket.available_at(UNIT));
+                reply.retry_after(ctx.mono, secs)
             } else {
                 reply
             };
@@ -197,8 +199,8 @@ fn book(product: &str, request: &Request) -> Reply {
 }
 
 /// The private path: authenticate, then spend the profile's bucket, then
-/// serve; every answer after authentication carries the `x-ratelimit-*`
-/// headers of the profile's bucket.
+/// serve. With `send_rate_limit_headers`, every answer after authentication
+/// carries the `x-ratelimit-*` headers of the profile's bucket.
 fn private(
     ctx: &Ctx<'_>,
     request: &Request,
@@ -214,13 +216,18 @@ fn private(
         .private
         .entry(key.profile_id.clone())
         .or_insert_with(|| {
-            TokenBucket::new(units(cfg.private_burst), rate(cfg.private_rate), ctx.now)
+            TokenBucket::new(units(cfg.private_burst), rate(cfg.private_rate), ctx.mono)
         });
-    let admitted = bucket.try_take(UNIT, ctx.now);
+    let admitted = bucket.try_take(UNIT, ctx.mono);
     let limit = cfg.private_burst;
     let remaining = bucket.tokens().max(0) / UNIT;
-    let reset = (bucket.full_at() + MICROS_PER_SEC - 1).div_euclid(MICROS_PER_SEC);
-    let retry = retry_after_secs(ctx.now, bucket.available_at(UNIT));
+    // The bucket lives on the monotonic clock; the reset is reported on the
+    // venue's.
+    let full_at = ctx
+        .now
+        .saturating_add(bucket.full_at().saturating_sub(ctx.mono));
+    let reset = (full_at + MICROS_PER_SEC - 1).div_euclid(MICROS_PER_SEC);
+    let retry = retry_after_secs(ctx.mono, bucket.available_at(UNIT));
     let reply = if admitted {
         serve(ctx, &mut state, key, request)
     } else {
@@ -230,11 +237,14 @@ fn private(
             Outcome::RateLimited,
         );
         if cfg.send_retry_after {
-            reply.retry_after(ctx.now, retry)
+            reply.retry_after(ctx.mono, retry)
         } else {
             reply
         }
     };
+    if !cfg.send_rate_limit_headers {
+        return reply;
+    }
     reply
         .header("x-ratelimit-limit", limit)
         .header("x-ratelimit-remaining", remaining)

@@ -79,6 +79,9 @@ impl SimConfig {
                 "binance: ban_after_violations and ban_first_ms must be > 0, ban_max_ms >= ban_first_ms",
             );
         }
+        if b.ban_after_refusals == 0 || b.ban_refusal_period_ms == 0 {
+            return bad("binance: ban_after_refusals and ban_refusal_period_ms must be > 0");
+        }
         if b.recv_window_default_ms > b.recv_window_max_ms {
             return bad("binance: recv_window_default_ms must not exceed recv_window_max_ms");
         }
@@ -105,6 +108,9 @@ impl SimConfig {
         if d.clients.is_empty() {
             return bad("deribit: at least one client is needed");
         }
+        if !(200..=599).contains(&d.rate_limit_status) {
+            return bad("deribit: rate_limit_status must be an HTTP status from 200 to 599");
+        }
         let k = &self.kraken;
         if !(k.rest_max >= 1.0 && k.rest_decay_per_s > 0.0) {
             return bad("kraken: rest_max must be >= 1 and rest_decay_per_s > 0");
@@ -126,6 +132,9 @@ impl SimConfig {
         }
         if f.keys.is_empty() {
             return bad("kraken_futures: at least one key is needed");
+        }
+        if !(200..=599).contains(&f.rate_limit_status) {
+            return bad("kraken_futures: rate_limit_status must be an HTTP status from 200 to 599");
         }
         for key in &f.keys {
             if crate::sign::decode_secret(&key.secret).is_none() {
@@ -157,6 +166,10 @@ pub struct CoinbaseConfig {
     /// Send `Retry-After` (seconds until a token is back) on 429. Coinbase
     /// documents none, so off by default.
     pub send_retry_after: bool,
+    /// Send `x-ratelimit-limit`, `-remaining` and `-reset` on private
+    /// answers. The Exchange documents no rate-limit headers (these are
+    /// Advanced Trade's), so off by default.
+    pub send_rate_limit_headers: bool,
     pub keys: Vec<CoinbaseKey>,
 }
 
@@ -190,6 +203,7 @@ impl Default for CoinbaseConfig {
             timestamp_window_ms: 30_000,
             sign_query: true,
             send_retry_after: false,
+            send_rate_limit_headers: false,
             keys: vec![CoinbaseKey {
                 key: COINBASE_TEST_KEY.to_owned(),
                 secret: COINBASE_TEST_SECRET.to_owned(),
@@ -230,6 +244,10 @@ pub struct BinanceConfig {
     pub future_tolerance_ms: u64,
     /// Requests during a running `Retry-After` that earn a 418 ban.
     pub ban_after_violations: u32,
+    /// 429s (storm refusals included) answered to one IP within
+    /// `ban_refusal_period_ms` that also earn a 418 ban.
+    pub ban_after_refusals: u32,
+    pub ban_refusal_period_ms: u64,
     /// First ban; each later ban doubles, up to `ban_max_ms`.
     pub ban_first_ms: u64,
     pub ban_max_ms: u64,
@@ -267,6 +285,8 @@ impl Default for BinanceConfig {
             recv_window_max_ms: 60_000,
             future_tolerance_ms: 1_000,
             ban_after_violations: 3,
+            ban_after_refusals: 10,
+            ban_refusal_period_ms: 60_000,
             ban_first_ms: 120_000,
             ban_max_ms: 259_200_000,
             keys: vec![BinanceKey {
@@ -297,6 +317,9 @@ pub struct DeribitConfig {
     pub matching_engine_tiers: BTreeMap<String, MatchingEngineTier>,
     /// After a 10028 the session is terminated: the access token stops working.
     pub terminate_session_on_limit: bool,
+    /// HTTP status of a 10028 answer ([U]). 400, like every other JSON-RPC
+    /// error, by default: a client must read the error code in the body.
+    pub rate_limit_status: u16,
     /// Lifetime of an access token.
     pub token_ttl_s: u64,
     /// How far a `client_signature` timestamp may be from the server ([U]).
@@ -343,6 +366,7 @@ impl Default for DeribitConfig {
                 ("tier4".to_owned(), tier(5.0, 20.0)),
             ]),
             terminate_session_on_limit: true,
+            rate_limit_status: 400,
             token_ttl_s: 900,
             client_signature_window_ms: 60_000,
             testnet: true,
@@ -358,7 +382,7 @@ impl Default for DeribitConfig {
 // === Kraken ===
 
 /// Kraken spot: the REST call counter per key and the trading counter per
-/// (key, pair). Defaults are the Starter tier.
+/// (account, pair). Defaults are the Starter tier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KrakenConfig {
@@ -366,7 +390,8 @@ pub struct KrakenConfig {
     pub rest_max: f64,
     /// REST counter decay per second (Starter 0.33, Intermediate 0.5, Pro 1).
     pub rest_decay_per_s: f64,
-    /// Trading counter threshold per pair (Starter 60, Intermediate 125, Pro 180).
+    /// Trading counter threshold per account and pair (Starter 60,
+    /// Intermediate 125, Pro 180).
     pub trading_threshold: f64,
     /// Trading counter decay per second (Starter 1, Intermediate 2.34, Pro 3.75).
     pub trading_decay_per_s: f64,
@@ -380,11 +405,17 @@ pub struct KrakenKey {
     pub api_key: String,
     /// Standard base64; the HMAC key is the decoded bytes.
     pub secret: String,
+    /// The client (account) the key belongs to. Keys of one account share
+    /// its per-pair trading counters and its open orders; the REST counter
+    /// and the nonce stay per key.
+    pub account: String,
 }
 
 pub const KRAKEN_TEST_KEY: &str = "sim-kraken-key";
 pub const KRAKEN_TEST_SECRET: &str =
     "dG9sbGdhdGUtc2ltIGtyYWtlbiBzcG90IHRlc3Qgc2VjcmV0OyBuZXZlciB1c2UgaXQgd2l0aCBrcmFrZW4hIQ==";
+/// The account of the default test key.
+pub const KRAKEN_TEST_ACCOUNT: &str = "sim-kraken-account";
 
 impl Default for KrakenConfig {
     fn default() -> Self {
@@ -396,6 +427,7 @@ impl Default for KrakenConfig {
             keys: vec![KrakenKey {
                 api_key: KRAKEN_TEST_KEY.to_owned(),
                 secret: KRAKEN_TEST_SECRET.to_owned(),
+                account: KRAKEN_TEST_ACCOUNT.to_owned(),
             }],
         }
     }
@@ -424,6 +456,9 @@ pub struct KrakenFuturesConfig {
     pub window: FuturesWindow,
     /// Out-of-order nonces are tolerated among the last this many ([U]).
     pub nonce_memory: usize,
+    /// HTTP status of an `apiLimitExceeded` answer ([U]). 200 by default,
+    /// the least helpful choice: a client must read the body.
+    pub rate_limit_status: u16,
     pub keys: Vec<KrakenFuturesKey>,
 }
 
@@ -447,6 +482,7 @@ impl Default for KrakenFuturesConfig {
             window_ms: 10_000,
             window: FuturesWindow::Sliding,
             nonce_memory: 100,
+            rate_limit_status: 200,
             keys: vec![KrakenFuturesKey {
                 api_key: KRAKEN_FUTURES_TEST_KEY.to_owned(),
                 secret: KRAKEN_FUTURES_TEST_SECRET.to_owned(),
@@ -476,6 +512,16 @@ mod tests {
             "[binance]\nweight_limit = 10\nweight_window_ms = 1000\n[faults.binance]\nstorm_ms = 500\n",
         )
         .unwrap();
+        assert!(SimConfig::from_toml_str("[binance]\nban_after_refusals = 0\n").is_err());
+        assert!(SimConfig::from_toml_str("[deribit]\nrate_limit_status = 99\n").is_err());
+        assert!(SimConfig::from_toml_str("[kraken_futures]\nrate_limit_status = 600\n").is_err());
+        // A Kraken key names its account.
+        assert!(
+            SimConfig::from_toml_str(&format!(
+                "[[kraken.keys]]\napi_key = \"k\"\nsecret = \"{KRAKEN_TEST_SECRET}\"\n"
+            ))
+            .is_err()
+        );
         assert_eq!(scaled.binance.weight_limit, 10);
         assert_eq!(scaled.binance.orders_short_limit, 50);
         assert_eq!(scaled.faults.binance.storm_ms, Some(500));

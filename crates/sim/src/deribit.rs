@@ -4,8 +4,9 @@
 //! `public/auth`. Non-matching-engine requests spend credits (per
 //! sub-account, or per IP without a token); matching-engine requests spend
 //! the tier's allowance per sub-account. A refusal is 10028
-//! `too_many_requests`, and it terminates the session: the access token
-//! stops working.
+//! `too_many_requests` (HTTP status `rate_limit_status`, 400 by default
+//! like every other JSON-RPC error), and it terminates the session: the
+//! access token stops working.
 
 use crate::book;
 use crate::clock::{MICROS_PER_MS, Micros};
@@ -71,6 +72,7 @@ impl State {
 
 struct Session {
     subaccount: String,
+    /// On the monotonic clock.
     expires: Micros,
     refresh_token: String,
 }
@@ -155,7 +157,7 @@ fn ok(ctx: &Ctx<'_>, result: Value) -> Reply {
 }
 
 /// A JSON-RPC error. Deribit answers errors over HTTP with 400 (assumed);
-/// 10028 uses 429.
+/// 10028 with the configured `rate_limit_status` (400 by default).
 fn rpc_error(
     ctx: &Ctx<'_>,
     status: StatusCode,
@@ -173,9 +175,11 @@ fn rpc_error(
 }
 
 fn too_many_requests(ctx: &Ctx<'_>) -> Reply {
+    let status = StatusCode::from_u16(ctx.shared.config.deribit.rate_limit_status)
+        .unwrap_or(StatusCode::BAD_REQUEST);
     rpc_error(
         ctx,
-        StatusCode::TOO_MANY_REQUESTS,
+        status,
         10028,
         "too_many_requests",
         None,
@@ -291,7 +295,7 @@ pub(crate) fn handle(ctx: &Ctx<'_>, request: &Request) -> Reply {
         state
             .sessions
             .get(token)
-            .filter(|session| session.expires > ctx.now)
+            .filter(|session| session.expires > ctx.mono)
             .map(|session| session.subaccount.clone())
     });
     if method.private() && session.is_none() {
@@ -310,8 +314,8 @@ pub(crate) fn handle(ctx: &Ctx<'_>, request: &Request) -> Reply {
         state
             .matching
             .entry(subaccount)
-            .or_insert_with(|| TokenBucket::new(units(tier.burst), rate(tier.rate), ctx.now))
-            .try_take(UNIT, ctx.now)
+            .or_insert_with(|| TokenBucket::new(units(tier.burst), rate(tier.rate), ctx.mono))
+            .try_take(UNIT, ctx.mono)
     } else {
         let scope = match &session {
             Some(subaccount) => format!("sub:{subaccount}"),
@@ -324,10 +328,10 @@ pub(crate) fn handle(ctx: &Ctx<'_>, request: &Request) -> Reply {
                 TokenBucket::new(
                     units(cfg.non_matching_max as f64),
                     rate(cfg.non_matching_refill_per_s as f64),
-                    ctx.now,
+                    ctx.mono,
                 )
             })
-            .try_take(units(cfg.non_matching_cost as f64), ctx.now)
+            .try_take(units(cfg.non_matching_cost as f64), ctx.mono)
     };
     if !admitted {
         if cfg.terminate_session_on_limit
@@ -445,7 +449,7 @@ fn auth(ctx: &Ctx<'_>, cfg: &DeribitConfig, state: &mut State, params: &Params) 
         access_token.clone(),
         Session {
             subaccount,
-            expires: ctx.now.saturating_add(crate::limits::secs(ttl)),
+            expires: ctx.mono.saturating_add(crate::limits::secs(ttl)),
             refresh_token: refresh_token.clone(),
         },
     );

@@ -2,9 +2,10 @@
 //!
 //! Errors travel in the `error` array of an HTTP 200. Private calls are
 //! POSTs with `API-Key`/`API-Sign` and a `nonce` that must grow per key.
-//! Two limiters: the REST call counter per key (Balance +1, Ledgers +2)
-//! and the trading counter per (key, pair), whose cost for cancels depends
-//! on how long the order rested.
+//! Two limiters: the REST call counter per key (every call +1, Ledgers +2;
+//! only AddOrder and CancelOrder are exempt) and the trading counter per
+//! (account, pair), whose cost for cancels and amends depends on how long
+//! the order rested. Both run on the monotonic clock.
 
 use crate::book;
 use crate::clock::{MICROS_PER_SEC, Micros, kraken_rfc1123};
@@ -22,7 +23,9 @@ const TRADING_LIMITED: &str = "EOrder:Rate limit exceeded";
 /// Kraken's state: counters, nonces, open orders.
 #[derive(Default)]
 pub(crate) struct State {
+    /// REST call counter per API key.
     rest: HashMap<String, DecayCounter>,
+    /// Trading counter per (account, pair).
     trading: HashMap<(String, String), DecayCounter>,
     nonces: HashMap<String, u64>,
     orders: BTreeMap<String, Order>,
@@ -37,15 +40,16 @@ impl State {
         self.orders.clear();
     }
 
+    /// The trading counter of `account` on `pair`.
     fn trading(
         &mut self,
         cfg: &KrakenConfig,
-        key: &str,
+        account: &str,
         pair: &str,
         now: Micros,
     ) -> &mut DecayCounter {
         self.trading
-            .entry((key.to_owned(), pair.to_owned()))
+            .entry((account.to_owned(), pair.to_owned()))
             .or_insert_with(|| DecayCounter::new(rate(cfg.trading_decay_per_s), now))
     }
 
@@ -66,9 +70,11 @@ impl State {
 
 #[derive(Clone)]
 struct Order {
-    key: String,
+    /// Orders belong to the account: any of its keys may cancel them.
+    account: String,
     pair: String,
-    /// Creation (or last amend): the age that prices a cancel.
+    /// Creation (or last amend), on the monotonic clock: the age that
+    /// prices a cancel or an amend.
     rested_since: Micros,
 }
 
@@ -246,40 +252,62 @@ fn private(ctx: &Ctx<'_>, request: &Request) -> Reply {
         return auth("EAPI:Invalid nonce");
     }
     *last = nonce;
+    let state = &mut *state;
     match request.path.as_str() {
-        "/0/private/Balance" => rest_call(ctx, cfg, &mut state, key, 1, || {
+        "/0/private/Balance" => rest_call(ctx, cfg, state, key, 1, |_| {
             result(
                 json!({ "ZUSD": "100000.0000", "XXBT": "10.0000000000", "XETH": "100.0000000000" }),
             )
         }),
-        "/0/private/Ledgers" => rest_call(ctx, cfg, &mut state, key, 2, || {
+        "/0/private/Ledgers" => rest_call(ctx, cfg, state, key, 2, |_| {
             result(json!({ "ledger": {}, "count": 0 }))
         }),
-        "/0/private/AddOrder" => add_order(ctx, cfg, &mut state, key, &body),
-        "/0/private/CancelOrder" => cancel_order(ctx, cfg, &mut state, key, &body),
-        "/0/private/AmendOrder" => amend_order(ctx, cfg, &mut state, key, &body),
-        "/0/private/AddOrderBatch" => add_batch(ctx, cfg, &mut state, key, &body),
-        "/0/private/CancelAll" => cancel_all(ctx, cfg, &mut state, key),
+        // The two calls the REST counter does not see.
+        "/0/private/AddOrder" => add_order(ctx, cfg, state, key, &body),
+        "/0/private/CancelOrder" => cancel_order(ctx, cfg, state, key, &body),
+        // Every other trading call spends both counters.
+        "/0/private/AmendOrder" => rest_call(ctx, cfg, state, key, 1, |state| {
+            amend_order(ctx, cfg, state, key, &body)
+        }),
+        "/0/private/AddOrderBatch" => rest_call(ctx, cfg, state, key, 1, |state| {
+            add_batch(ctx, cfg, state, key, &body)
+        }),
+        "/0/private/CancelAll" => rest_call(ctx, cfg, state, key, 1, |state| {
+            cancel_all(ctx, cfg, state, key)
+        }),
         _ => refused("EGeneral:Unknown method", Outcome::Rejected),
     }
 }
 
+/// Spends `cost` on the key's REST counter around `serve`. When it does not
+/// fit, the call is refused with `EAPI:Rate limit exceeded` and `serve` is
+/// not run. Otherwise the cost is added whatever `serve` answers, except a
+/// rate-limit refusal of its own (the trading counter's): a refused call
+/// adds nothing to either counter.
 fn rest_call(
     ctx: &Ctx<'_>,
     cfg: &KrakenConfig,
     state: &mut State,
     key: &KrakenKey,
     cost: i128,
-    serve: impl FnOnce() -> Reply,
+    serve: impl FnOnce(&mut State) -> Reply,
 ) -> Reply {
-    let counter = state
+    let cost = cost * UNIT;
+    let fits = state
         .rest
         .entry(key.api_key.clone())
-        .or_insert_with(|| DecayCounter::new(rate(cfg.rest_decay_per_s), ctx.now));
-    if !counter.try_add(cost * UNIT, units(cfg.rest_max), ctx.now) {
+        .or_insert_with(|| DecayCounter::new(rate(cfg.rest_decay_per_s), ctx.mono))
+        .fits(cost, units(cfg.rest_max), ctx.mono);
+    if !fits {
         return refused(REST_LIMITED, Outcome::RateLimited);
     }
-    serve()
+    let reply = serve(state);
+    if reply.outcome != Outcome::RateLimited
+        && let Some(counter) = state.rest.get_mut(&key.api_key)
+    {
+        counter.add(cost, ctx.mono);
+    }
+    reply
 }
 
 /// Validates one order's fields; returns its description.
@@ -314,9 +342,9 @@ fn add_order(
         return refused("EGeneral:Invalid arguments:pair", Outcome::Rejected);
     };
     let threshold = units(cfg.trading_threshold);
-    let counter = state.trading(cfg, &key.api_key, &pair, ctx.now);
+    let counter = state.trading(cfg, &key.account, &pair, ctx.mono);
     // The fixed cost is added on receipt, even if validation then fails.
-    if !counter.try_add(trading_cost(Trade::Add, 0), threshold, ctx.now) {
+    if !counter.try_add(trading_cost(Trade::Add, 0), threshold, ctx.mono) {
         return refused(TRADING_LIMITED, Outcome::RateLimited);
     }
     let description = match describe(&|name| body.get(name), &pair) {
@@ -327,9 +355,9 @@ fn add_order(
     state.orders.insert(
         txid.clone(),
         Order {
-            key: key.api_key.clone(),
+            account: key.account.clone(),
             pair,
-            rested_since: ctx.now,
+            rested_since: ctx.mono,
         },
     );
     if ctx.chance(ctx.faults.unknown_outcome) {
@@ -351,16 +379,16 @@ fn cancel_order(
     let Some(order) = state
         .orders
         .get(&txid)
-        .filter(|order| order.key == key.api_key)
+        .filter(|order| order.account == key.account)
         .cloned()
     else {
         return refused("EOrder:Unknown order", Outcome::Rejected);
     };
-    let cost = trading_cost(Trade::Cancel, ctx.now - order.rested_since);
+    let cost = trading_cost(Trade::Cancel, ctx.mono - order.rested_since);
     let threshold = units(cfg.trading_threshold);
     if !state
-        .trading(cfg, &key.api_key, &order.pair, ctx.now)
-        .try_add(cost, threshold, ctx.now)
+        .trading(cfg, &key.account, &order.pair, ctx.mono)
+        .try_add(cost, threshold, ctx.mono)
     {
         return refused(TRADING_LIMITED, Outcome::RateLimited);
     }
@@ -383,16 +411,16 @@ fn amend_order(
     let Some(order) = state
         .orders
         .get(&txid)
-        .filter(|order| order.key == key.api_key)
+        .filter(|order| order.account == key.account)
         .cloned()
     else {
         return refused("EOrder:Unknown order", Outcome::Rejected);
     };
-    let cost = trading_cost(Trade::Amend, ctx.now - order.rested_since);
+    let cost = trading_cost(Trade::Amend, ctx.mono - order.rested_since);
     let threshold = units(cfg.trading_threshold);
     if !state
-        .trading(cfg, &key.api_key, &order.pair, ctx.now)
-        .try_add(cost, threshold, ctx.now)
+        .trading(cfg, &key.account, &order.pair, ctx.mono)
+        .try_add(cost, threshold, ctx.mono)
     {
         return refused(TRADING_LIMITED, Outcome::RateLimited);
     }
@@ -400,7 +428,7 @@ fn amend_order(
         return refused("EGeneral:Invalid arguments", Outcome::Rejected);
     }
     if let Some(order) = state.orders.get_mut(&txid) {
-        order.rested_since = ctx.now;
+        order.rested_since = ctx.mono;
     }
     result(json!({ "amend_id": format!("T{}", txid.get(1..).unwrap_or("")) }))
 }
@@ -429,10 +457,10 @@ fn add_batch(
     }
     let n = u32::try_from(orders.len()).unwrap_or(15);
     let threshold = units(cfg.trading_threshold);
-    if !state.trading(cfg, &key.api_key, &pair, ctx.now).try_add(
+    if !state.trading(cfg, &key.account, &pair, ctx.mono).try_add(
         trading_cost(Trade::BatchAdd(n), 0),
         threshold,
-        ctx.now,
+        ctx.mono,
     ) {
         return refused(TRADING_LIMITED, Outcome::RateLimited);
     }
@@ -461,9 +489,9 @@ fn add_batch(
         state.orders.insert(
             txid.clone(),
             Order {
-                key: key.api_key.clone(),
+                account: key.account.clone(),
                 pair: pair.clone(),
-                rested_since: ctx.now,
+                rested_since: ctx.mono,
             },
         );
         placed += 1;
@@ -472,14 +500,15 @@ fn add_batch(
     result(json!({ "orders": results })).placed(placed)
 }
 
-/// CancelAll: a batch cancel, always accepted, each order charged by its
-/// age on its pair's counter. With `partial_cancel` some orders stay open
-/// and the count is lower.
+/// CancelAll: the account's open orders, as a batch cancel: always accepted
+/// by the trading counter, each order charged by its age on its pair's
+/// counter (the REST counter's +1 is charged around it). With
+/// `partial_cancel` some orders stay open and the count is lower.
 fn cancel_all(ctx: &Ctx<'_>, cfg: &KrakenConfig, state: &mut State, key: &KrakenKey) -> Reply {
     let mine: Vec<(String, Order)> = state
         .orders
         .iter()
-        .filter(|(_, order)| order.key == key.api_key)
+        .filter(|(_, order)| order.account == key.account)
         .map(|(txid, order)| (txid.clone(), order.clone()))
         .collect();
     let mut count = 0u64;
@@ -487,10 +516,10 @@ fn cancel_all(ctx: &Ctx<'_>, cfg: &KrakenConfig, state: &mut State, key: &Kraken
         if ctx.chance(ctx.faults.partial_cancel) {
             continue;
         }
-        let cost = trading_cost(Trade::BatchCancel(1), ctx.now - order.rested_since);
+        let cost = trading_cost(Trade::BatchCancel(1), ctx.mono - order.rested_since);
         state
-            .trading(cfg, &key.api_key, &order.pair, ctx.now)
-            .add(cost, ctx.now);
+            .trading(cfg, &key.account, &order.pair, ctx.mono)
+            .add(cost, ctx.mono);
         state.orders.remove(&txid);
         count += 1;
     }
@@ -500,8 +529,120 @@ fn cancel_all(ctx: &Ctx<'_>, cfg: &KrakenConfig, state: &mut State, key: &Kraken
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Venue;
+    use crate::config::{KRAKEN_TEST_SECRET, SimConfig};
+    use crate::faults::Faults;
+    use crate::server::Shared;
 
     const S: Micros = MICROS_PER_SEC;
+
+    /// Kraken's per-pair trading counter belongs to the client (account),
+    /// not to the API key: two keys of one account fill one counter, a key
+    /// of another account has its own. Orders belong to the account too.
+    #[test]
+    fn keys_of_one_account_share_the_trading_counter() {
+        let key = |api_key: &str, account: &str| KrakenKey {
+            api_key: api_key.to_owned(),
+            secret: KRAKEN_TEST_SECRET.to_owned(),
+            account: account.to_owned(),
+        };
+        let mut config = SimConfig::default();
+        config.kraken.trading_threshold = 3.0;
+        config.kraken.keys = vec![key("a1", "desk"), key("a2", "desk"), key("b1", "other")];
+        let shared = Shared::new(config);
+        let cfg = &shared.config.kraken;
+        let (a1, a2, b1) = (&cfg.keys[0], &cfg.keys[1], &cfg.keys[2]);
+        let at = |mono: Micros| Ctx {
+            shared: &shared,
+            venue: Venue::Kraken,
+            now: mono,
+            mono,
+            faults: Faults::default().effective(Venue::Kraken),
+        };
+        let order = Body::Form(Params::parse(
+            "pair=XBTUSD&type=buy&ordertype=limit&price=37500&volume=1",
+        ));
+        let limited = errors(&[TRADING_LIMITED]);
+        let mut state = shared.kraken.lock();
+        let first = add_order(&at(0), cfg, &mut state, a1, &order);
+        assert_eq!(first.outcome, Outcome::Accepted, "{}", first.body);
+        assert_eq!(
+            add_order(&at(0), cfg, &mut state, a1, &order).outcome,
+            Outcome::Accepted
+        );
+        // The third point on the pair comes from the account's other key.
+        assert_eq!(
+            add_order(&at(0), cfg, &mut state, a2, &order).outcome,
+            Outcome::Accepted
+        );
+        for key in [a1, a2] {
+            let refused = add_order(&at(0), cfg, &mut state, key, &order);
+            assert_eq!(refused.outcome, Outcome::RateLimited, "{}", key.api_key);
+            assert_eq!(refused.body, limited);
+        }
+        // Another account, another counter.
+        assert_eq!(
+            add_order(&at(0), cfg, &mut state, b1, &order).outcome,
+            Outcome::Accepted
+        );
+        // Once the counter has decayed, a2 cancels the order a1 placed;
+        // b1 cannot see it.
+        let body: Value = serde_json::from_str(&first.body).unwrap();
+        let txid = body["result"]["txid"][0].as_str().unwrap().to_owned();
+        let cancel = Body::Form(Params::parse(&format!("txid={txid}")));
+        let other = cancel_order(&at(100 * S), cfg, &mut state, b1, &cancel);
+        assert_eq!(other.body, errors(&["EOrder:Unknown order"]));
+        let mine = cancel_order(&at(100 * S), cfg, &mut state, a2, &cancel);
+        assert_eq!(mine.outcome, Outcome::Accepted, "{}", mine.body);
+    }
+
+    /// Every private call but AddOrder and CancelOrder adds 1 to the key's
+    /// REST counter, on top of its trading cost.
+    #[test]
+    fn trading_calls_other_than_add_and_cancel_spend_the_rest_counter() {
+        let mut config = SimConfig::default();
+        config.kraken.rest_max = 2.0;
+        config.kraken.rest_decay_per_s = 0.001;
+        let shared = Shared::new(config);
+        let cfg = &shared.config.kraken;
+        let key = &cfg.keys[0];
+        let ctx = Ctx {
+            shared: &shared,
+            venue: Venue::Kraken,
+            now: 0,
+            mono: 0,
+            faults: Faults::default().effective(Venue::Kraken),
+        };
+        let order = Body::Form(Params::parse(
+            "pair=XBTUSD&type=buy&ordertype=limit&price=37500&volume=1",
+        ));
+        let mut state = shared.kraken.lock();
+        let placed = add_order(&ctx, cfg, &mut state, key, &order);
+        let body: Value = serde_json::from_str(&placed.body).unwrap();
+        let txid = body["result"]["txid"][0].as_str().unwrap().to_owned();
+        let amend = Body::Form(Params::parse(&format!("txid={txid}&limit_price=37000")));
+        let amended = rest_call(&ctx, cfg, &mut state, key, 1, |state| {
+            amend_order(&ctx, cfg, state, key, &amend)
+        });
+        assert_eq!(amended.outcome, Outcome::Accepted, "{}", amended.body);
+        let all = rest_call(&ctx, cfg, &mut state, key, 1, |state| {
+            cancel_all(&ctx, cfg, state, key)
+        });
+        assert_eq!(all.outcome, Outcome::Accepted, "{}", all.body);
+        // 2 of 2: the next counted call is refused, and adds nothing.
+        let again = rest_call(&ctx, cfg, &mut state, key, 1, |state| {
+            cancel_all(&ctx, cfg, state, key)
+        });
+        assert_eq!(again.body, errors(&[REST_LIMITED]));
+        // AddOrder and CancelOrder do not see the REST counter.
+        let placed = add_order(&ctx, cfg, &mut state, key, &order);
+        assert_eq!(placed.outcome, Outcome::Accepted, "{}", placed.body);
+        let body: Value = serde_json::from_str(&placed.body).unwrap();
+        let txid = body["result"]["txid"][0].as_str().unwrap().to_owned();
+        let cancel = Body::Form(Params::parse(&format!("txid={txid}")));
+        let cancelled = cancel_order(&ctx, cfg, &mut state, key, &cancel);
+        assert_eq!(cancelled.outcome, Outcome::Accepted, "{}", cancelled.body);
+    }
 
     /// Kraken's worked example: add (+1), amend after 7 s (+1 fixed, +2
     /// decaying), cancel 36 s later (+4): 8 on that pair before decay.

@@ -2,7 +2,9 @@
 //!
 //! Private calls carry `APIKey`, `Authent` and optionally `Nonce`, and
 //! spend a cost budget per key (500 per 10 s; sliding window or refilling
-//! bucket, configurable). A refusal is `apiLimitExceeded`.
+//! bucket, configurable). A refusal is `apiLimitExceeded`, with HTTP status
+//! `rate_limit_status` (200 by default: the status is not documented, so a
+//! client must read the body).
 
 use crate::clock::{Micros, rfc3339_millis};
 use crate::config::{FuturesWindow, KrakenFuturesConfig, KrakenFuturesKey};
@@ -118,14 +120,12 @@ fn error(ctx: &Ctx<'_>, status: StatusCode, error: &str, outcome: Outcome) -> Re
     )
 }
 
-/// `apiLimitExceeded` with HTTP 429 (the status is not documented).
+/// `apiLimitExceeded` with the configured status (200 by default; the
+/// status is not documented).
 fn limit_exceeded(ctx: &Ctx<'_>) -> Reply {
-    error(
-        ctx,
-        StatusCode::TOO_MANY_REQUESTS,
-        "apiLimitExceeded",
-        Outcome::RateLimited,
-    )
+    let status = StatusCode::from_u16(ctx.shared.config.kraken_futures.rate_limit_status)
+        .unwrap_or(StatusCode::OK);
+    error(ctx, status, "apiLimitExceeded", Outcome::RateLimited)
 }
 
 fn success(ctx: &Ctx<'_>, mut body: Value) -> Reply {
@@ -203,8 +203,8 @@ pub(crate) fn handle(ctx: &Ctx<'_>, request: &Request) -> Reply {
     if !state
         .budgets
         .entry(key.api_key.clone())
-        .or_insert_with(|| Budget::new(cfg, ctx.now))
-        .try_spend(cost, cfg.budget, ctx.now)
+        .or_insert_with(|| Budget::new(cfg, ctx.mono))
+        .try_spend(cost, cfg.budget, ctx.mono)
     {
         return limit_exceeded(ctx);
     }
@@ -299,8 +299,12 @@ fn authenticate<'c>(
                 Outcome::AuthFailure,
             ));
         }
+        // Out of order is tolerated among the remembered nonces, never below
+        // the lowest of them: before the memory is full, that is the first
+        // nonce ever accepted, so a nonce that went backwards is refused
+        // from the start.
         let memory = cfg.nonce_memory.max(1);
-        if seen.len() >= memory && seen.first().is_some_and(|lowest| value < *lowest) {
+        if seen.first().is_some_and(|lowest| value < *lowest) {
             return Err(error(
                 ctx,
                 StatusCode::BAD_REQUEST,

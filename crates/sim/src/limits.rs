@@ -1,5 +1,6 @@
 //! The limiter shapes the venues publish, each a plain state machine that is
-//! told the time.
+//! told the time: the host's monotonic clock, except for Binance's aligned
+//! windows, which follow the venue's clock (see `clock`).
 //!
 //! Amounts (tokens, credits, counter points) are fixed-point integers in
 //! pico-units (10⁻¹² of a unit) and rates are micro-units per second, so one
@@ -128,6 +129,12 @@ impl DecayCounter {
         self.last = self.last.max(now);
     }
 
+    /// Whether `cost` more would stay within `max` (nothing is added).
+    pub(crate) fn fits(&mut self, cost: i128, max: i128, now: Micros) -> bool {
+        self.settle(now);
+        self.value + cost <= max
+    }
+
     /// Adds `cost` unless that would take the counter above `max`.
     pub(crate) fn try_add(&mut self, cost: i128, max: i128, now: Micros) -> bool {
         self.settle(now);
@@ -158,6 +165,11 @@ impl DecayCounter {
 /// A fixed window aligned to the clock, as Binance counts: with a one-minute
 /// window, a request at 00:01:23.456 counts towards the 00:01:00 minute and
 /// the count drops to 0 at 00:02:00.000 whatever happened before.
+///
+/// It is told the venue's clock, which the skew fault can set back. The
+/// window only ever rolls forward: a clock set back keeps the current window
+/// and its count until the clock passes that window's end again, so a skew
+/// change never gives capacity back.
 #[derive(Debug, Clone)]
 pub(crate) struct AlignedWindow {
     length: Micros,
@@ -176,7 +188,7 @@ impl AlignedWindow {
 
     fn roll(&mut self, now: Micros) {
         let index = now.div_euclid(self.length);
-        if index != self.index {
+        if index > self.index {
             self.index = index;
             self.used = 0;
         }
@@ -200,9 +212,11 @@ impl AlignedWindow {
         self.used
     }
 
-    /// When the window containing `now` ends.
+    /// When the window that counts a request at `now` ends (the current
+    /// window when the clock was set back into an earlier one).
     pub(crate) fn end(&self, now: Micros) -> Micros {
-        (now.div_euclid(self.length) + 1).saturating_mul(self.length)
+        let index = now.div_euclid(self.length).max(self.index);
+        index.saturating_add(1).saturating_mul(self.length)
     }
 }
 
@@ -268,11 +282,16 @@ impl SlidingWindow {
 // === Offender ===
 
 /// Binance's ban ladder: bans start at `first` and double for repeat
-/// offenders up to `max`.
+/// offenders up to `max`. Two roads lead onto it: requests sent during a
+/// running `Retry-After` (`after` of them), and rate-limit refusals earned
+/// in quick succession (`after_refusals` within `refusal_period`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ladder {
     /// Violations (requests during a running `Retry-After`) that trigger a ban.
     pub(crate) after: u32,
+    /// 429s (storms included) within `refusal_period` that trigger a ban.
+    pub(crate) after_refusals: u32,
+    pub(crate) refusal_period: Micros,
     pub(crate) first: Micros,
     pub(crate) max: Micros,
 }
@@ -304,12 +323,15 @@ pub(crate) enum Gate {
     NewBan { until: Micros },
 }
 
-/// Per-client memory of the `Retry-After` it was given, its violations and
-/// its bans.
+/// Per-client memory of the `Retry-After` it was given, its violations, its
+/// recent rate-limit refusals and its bans. All times are on the host's
+/// monotonic clock.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Offender {
     wait_until: Micros,
     violations: u32,
+    /// When the recent 429s were answered (only kept with a ladder).
+    refusals: VecDeque<Micros>,
     bans: u32,
     banned_until: Micros,
 }
@@ -336,18 +358,53 @@ impl Offender {
         if let Some(ladder) = ladder
             && self.violations >= ladder.after.max(1)
         {
-            let until = now.saturating_add(ladder.duration(self.bans));
-            self.bans += 1;
-            self.violations = 0;
-            self.banned_until = until;
-            self.wait_until = until;
+            let until = self.ban(now, ladder);
             return Gate::NewBan { until };
         }
         Gate::Violation
     }
+
+    /// The client was just answered with a rate-limit refusal (a 429 it
+    /// earned, or a storm's). With a ladder, the `after_refusals`-th refusal
+    /// within `refusal_period` starts a ban from `now`: the refusal itself
+    /// goes out as it is, and the client's next request meets the ban.
+    /// Returns the ban's end when one starts.
+    pub(crate) fn refused(&mut self, now: Micros, ladder: Option<&Ladder>) -> Option<Micros> {
+        let ladder = ladder?;
+        while self
+            .refusals
+            .front()
+            .is_some_and(|at| at.saturating_add(ladder.refusal_period) <= now)
+        {
+            self.refusals.pop_front();
+        }
+        self.refusals.push_back(now);
+        if self.refusals.len() < ladder.after_refusals.max(1) as usize {
+            return None;
+        }
+        // The refusal's own Retry-After was the last word the client heard:
+        // it keeps running if it outlasts the ban.
+        let told = self.wait_until;
+        let until = self.ban(now, ladder);
+        self.wait_until = told.max(until);
+        Some(until)
+    }
+
+    /// Starts the next ban of the ladder at `now`; violations and recent
+    /// refusals start again from zero, and the wait becomes the ban (the
+    /// 418 that announces it carries that `Retry-After`).
+    fn ban(&mut self, now: Micros, ladder: &Ladder) -> Micros {
+        let until = now.saturating_add(ladder.duration(self.bans));
+        self.bans += 1;
+        self.violations = 0;
+        self.refusals.clear();
+        self.banned_until = until;
+        self.wait_until = until;
+        until
+    }
 }
 
-/// Seconds → microseconds for configured durations.
+/// Milliseconds → microseconds for configured durations.
 pub(crate) fn ms(millis: u64) -> Micros {
     i64::try_from(millis)
         .unwrap_or(i64::MAX / 1_000)
@@ -369,6 +426,17 @@ mod tests {
 
     fn at(seconds: f64) -> Micros {
         (seconds * 1e6).round() as Micros
+    }
+
+    /// The default Binance ladder: 3 violations, or 10 refusals in 60 s.
+    fn ladder() -> Ladder {
+        Ladder {
+            after: 3,
+            after_refusals: 10,
+            refusal_period: 60 * S,
+            first: 120 * S,
+            max: 259_200 * S,
+        }
     }
 
     /// Coinbase's published TokenBucket example: burst 3, refresh rate 1/s,
@@ -496,13 +564,31 @@ mod tests {
         assert_eq!(second.used(2_000_000), 0);
     }
 
+    /// The skew fault moves the venue's clock back 40 s in the middle of a
+    /// full minute: the window does not roll back into the previous minute
+    /// (which would empty it), it stays full until its own end.
+    #[test]
+    fn aligned_window_never_rolls_backwards() {
+        let minute = 60 * S;
+        let mut window = AlignedWindow::new(minute);
+        let t = 60 * S + 30 * S;
+        assert_eq!(window.add(6_000, t), 6_000);
+        let set_back = t - 40 * S; // 00:00:50, the previous minute
+        assert_eq!(window.used(set_back), 6_000);
+        assert!(!window.fits(1, 6_000, set_back));
+        // The Retry-After runs to the end of the window that is counting.
+        assert_eq!(window.end(set_back), 120 * S);
+        // Back across its own end (and only then) the window rolls.
+        assert_eq!(window.used(119 * S + 999_999), 6_000);
+        assert_eq!(window.used(120 * S), 0);
+        // Forward jumps roll as the venue's minute does.
+        window.add(100, 120 * S);
+        assert_eq!(window.used(185 * S), 0);
+    }
+
     #[test]
     fn binance_ban_ladder_doubles_up_to_three_days() {
-        let ladder = Ladder {
-            after: 3,
-            first: 120 * S,
-            max: 259_200 * S,
-        };
+        let ladder = ladder();
         let expected = [
             120, 240, 480, 960, 1_920, 3_840, 7_680, 15_360, 30_720, 61_440, 122_880, 245_760,
             259_200, 259_200,
@@ -514,11 +600,7 @@ mod tests {
 
     #[test]
     fn violations_during_retry_after_escalate_to_a_ban() {
-        let ladder = Ladder {
-            after: 3,
-            first: 120 * S,
-            max: 259_200 * S,
-        };
+        let ladder = ladder();
         let mut client = Offender::default();
         assert_eq!(client.check(0, Some(&ladder)), Gate::Clear);
         client.told_to_wait(2 * S);
@@ -549,6 +631,50 @@ mod tests {
             assert_eq!(other.check(0, None), Gate::Violation);
         }
         assert_eq!(other.check(S, None), Gate::Clear);
+    }
+
+    /// Binance bans for repeatedly breaking limits, not only for ignoring
+    /// Retry-After: the 10th 429 within 60 s starts a ban even when the
+    /// client waited out every Retry-After.
+    #[test]
+    fn repeated_refusals_escalate_to_a_ban() {
+        let ladder = ladder();
+        let mut client = Offender::default();
+        // Nine 429s, each waited out (no violation), within a minute.
+        for n in 0..9 {
+            let t = n * 5 * S;
+            assert_eq!(client.check(t, Some(&ladder)), Gate::Clear, "request {n}");
+            client.told_to_wait(t + S);
+            assert_eq!(client.refused(t, Some(&ladder)), None, "refusal {n}");
+        }
+        // The tenth, 45 s after the first: banned from now for 120 s.
+        assert_eq!(client.check(45 * S, Some(&ladder)), Gate::Clear);
+        client.told_to_wait(46 * S);
+        assert_eq!(client.refused(45 * S, Some(&ladder)), Some(165 * S));
+        // The next request meets the ban, whenever it comes.
+        assert_eq!(
+            client.check(50 * S, Some(&ladder)),
+            Gate::Banned { until: 165 * S }
+        );
+        assert_eq!(client.check(165 * S, Some(&ladder)), Gate::Clear);
+        // The count started again with the ban; refusals older than the
+        // period fall out of it.
+        let mut spaced = Offender::default();
+        for n in 0..30 {
+            assert_eq!(spaced.refused(n * 7 * S, Some(&ladder)), None, "{n}");
+        }
+        // Ten within the period: the second ban is twice as long.
+        for n in 0..9 {
+            assert_eq!(client.refused(200 * S + n, Some(&ladder)), None);
+        }
+        assert_eq!(client.refused(210 * S, Some(&ladder)), Some(450 * S));
+        // Violations and refusals add up on the same ladder; without one,
+        // refusals are not tracked at all.
+        let mut other = Offender::default();
+        for _ in 0..100 {
+            assert_eq!(other.refused(0, None), None);
+        }
+        assert_eq!(other.check(0, None), Gate::Clear);
     }
 
     /// Kraken Futures: 500 cost units per 10 s. The sliding window is stricter

@@ -2,7 +2,7 @@
 //! `/_sim` admin endpoints, and what is common to every venue request
 //! (latency, the backoff gate, storms, counters, unknown outcomes).
 
-use crate::clock::{MICROS_PER_MS, Micros, system_now};
+use crate::clock::{MICROS_PER_MS, Micros, monotonic_now, system_now};
 use crate::config::SimConfig;
 use crate::faults::{Effective, Faults, Rng};
 use crate::limits::{Gate, Ladder, Offender, ms};
@@ -47,7 +47,7 @@ pub(crate) struct Shared {
 
 struct FaultState {
     faults: Faults,
-    /// Host-clock time each venue's storm ends.
+    /// Monotonic-clock time each venue's storm ends.
     storm_until: [Micros; 5],
     rngs: [Rng; 5],
 }
@@ -82,7 +82,7 @@ impl FaultState {
 
 impl Shared {
     pub(crate) fn new(config: SimConfig) -> Self {
-        let faults = FaultState::new(config.faults.clone(), system_now());
+        let faults = FaultState::new(config.faults.clone(), monotonic_now());
         Shared {
             faults: Mutex::new(faults),
             counters: Default::default(),
@@ -112,7 +112,7 @@ impl Shared {
 
     /// Replaces the faults; storms start now, random draws restart from the seed.
     pub(crate) fn set_faults(&self, faults: Faults) {
-        *self.faults.lock() = FaultState::new(faults, system_now());
+        *self.faults.lock() = FaultState::new(faults, monotonic_now());
     }
 
     /// Clears counters, limiter state, bans, backoffs and open orders.
@@ -129,9 +129,10 @@ impl Shared {
         self.kraken_futures.lock().reset();
     }
 
-    fn effective(&self, venue: Venue, now: Micros) -> (Effective, bool) {
+    /// The venue's faults, and whether its storm runs at `mono`.
+    fn effective(&self, venue: Venue, mono: Micros) -> (Effective, bool) {
         let state = self.faults.lock();
-        let storm = now < state.storm_until[venue.index()];
+        let storm = mono < state.storm_until[venue.index()];
         (state.faults.effective(venue), storm)
     }
 
@@ -140,28 +141,53 @@ impl Shared {
         self.faults.lock().rngs[venue.index()].chance(p)
     }
 
-    fn gate(&self, venue: Venue, ip: IpAddr, now: Micros) -> Gate {
-        let ladder = (venue == Venue::Binance).then(|| {
+    /// The ban ladder of `venue`: Binance only.
+    fn ladder(&self, venue: Venue) -> Option<Ladder> {
+        (venue == Venue::Binance).then(|| {
             let cfg = &self.config.binance;
             Ladder {
                 after: cfg.ban_after_violations,
+                after_refusals: cfg.ban_after_refusals,
+                refusal_period: ms(cfg.ban_refusal_period_ms),
                 first: ms(cfg.ban_first_ms),
                 max: ms(cfg.ban_max_ms),
             }
-        });
-        self.offenders
-            .lock()
-            .entry((venue, ip))
-            .or_default()
-            .check(now, ladder.as_ref())
+        })
     }
 
-    fn told_to_wait(&self, venue: Venue, ip: IpAddr, until: Micros) {
+    /// The backoff gate at `mono` (the host's monotonic clock).
+    fn gate(&self, venue: Venue, ip: IpAddr, mono: Micros) -> Gate {
+        let ladder = self.ladder(venue);
         self.offenders
             .lock()
             .entry((venue, ip))
             .or_default()
-            .told_to_wait(until);
+            .check(mono, ladder.as_ref())
+    }
+
+    /// Remembers what the client was just answered: the `Retry-After` it was
+    /// given (until `wait_until`, monotonic) and, on a venue with a ladder,
+    /// a 429 that counts towards a ban.
+    fn answered(
+        &self,
+        venue: Venue,
+        ip: IpAddr,
+        mono: Micros,
+        wait_until: Option<Micros>,
+        rate_refusal: bool,
+    ) {
+        if wait_until.is_none() && !rate_refusal {
+            return;
+        }
+        let ladder = self.ladder(venue);
+        let mut offenders = self.offenders.lock();
+        let offender = offenders.entry((venue, ip)).or_default();
+        if let Some(until) = wait_until {
+            offender.told_to_wait(until);
+        }
+        if rate_refusal && let Some(until) = offender.refused(mono, ladder.as_ref()) {
+            tracing::info!(%venue, %ip, until, "simulated ban after repeated 429s");
+        }
     }
 }
 
@@ -216,12 +242,17 @@ impl Params {
     }
 }
 
-/// What a handler knows about the moment: the venue's clock, its faults.
+/// What a handler knows about the moment: the venue's clock, the host's
+/// monotonic clock, its faults.
 pub(crate) struct Ctx<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) venue: Venue,
-    /// The venue's clock when the request is processed (skew applied).
+    /// The venue's clock when the request is processed (skew applied): for
+    /// what the venue reports, timestamp windows and window alignment.
     pub(crate) now: Micros,
+    /// The host's monotonic clock at the same moment: for limiter state and
+    /// deadlines, which a change of the skew fault must not move.
+    pub(crate) mono: Micros,
     pub(crate) faults: Effective,
 }
 
@@ -250,7 +281,8 @@ pub(crate) struct Reply {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: String,
     pub(crate) outcome: Outcome,
-    /// The client was told to wait until then (`Retry-After`).
+    /// The client was told to wait until then (`Retry-After`), on the
+    /// monotonic clock.
     pub(crate) wait_until: Option<Micros>,
     pub(crate) placed: u64,
     pub(crate) cancelled: u64,
@@ -282,9 +314,9 @@ impl Reply {
     }
 
     /// Sends `Retry-After: <secs>` and remembers that the client was told
-    /// to wait that long from `now`.
-    pub(crate) fn retry_after(mut self, now: Micros, secs: u64) -> Self {
-        self.wait_until = Some(now.saturating_add(crate::limits::secs(secs)));
+    /// to wait that long from `mono` (the monotonic clock).
+    pub(crate) fn retry_after(mut self, mono: Micros, secs: u64) -> Self {
+        self.wait_until = Some(mono.saturating_add(crate::limits::secs(secs)));
         self.header("Retry-After", secs)
     }
 
@@ -412,14 +444,15 @@ async fn dispatch(
         return (StatusCode::NOT_FOUND, "no such venue\n").into_response();
     };
     let counters = &shared.counters[venue.index()];
-    counters.request();
-    let (faults, _) = shared.effective(venue, system_now());
+    let (faults, _) = shared.effective(venue, monotonic_now());
     if faults.latency_ms > 0 {
+        // A client that gives up here leaves no trace in the stats: the
+        // request is counted below, together with its outcome.
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    let host_now = system_now();
-    let (faults, storm) = shared.effective(venue, host_now);
-    let now = host_now.saturating_add(faults.skew_ms.saturating_mul(MICROS_PER_MS));
+    let mono = monotonic_now();
+    let (faults, storm) = shared.effective(venue, mono);
+    let now = system_now().saturating_add(faults.skew_ms.saturating_mul(MICROS_PER_MS));
     let request = Request {
         method,
         path,
@@ -432,13 +465,18 @@ async fn dispatch(
         shared: &shared,
         venue,
         now,
+        mono,
         faults,
     };
     let reply = answer(&ctx, &request, storm, counters);
     counters.record(reply.outcome, reply.placed, reply.cancelled);
-    if let Some(until) = reply.wait_until {
-        shared.told_to_wait(venue, request.ip, until);
-    }
+    shared.answered(
+        venue,
+        request.ip,
+        mono,
+        reply.wait_until,
+        reply.status == StatusCode::TOO_MANY_REQUESTS,
+    );
     if let Some(hold) = reply.hold {
         if hold.ms > 0 {
             tokio::time::sleep(Duration::from_millis(hold.ms)).await;
@@ -454,7 +492,7 @@ async fn dispatch(
 }
 
 fn answer(ctx: &Ctx<'_>, request: &Request, storm: bool, counters: &Counters) -> Reply {
-    match ctx.shared.gate(ctx.venue, request.ip, ctx.now) {
+    match ctx.shared.gate(ctx.venue, request.ip, ctx.mono) {
         Gate::Clear => {}
         Gate::Violation => counters.violation(),
         Gate::Banned { until } | Gate::NewBan { until } => {
@@ -599,6 +637,134 @@ impl Connected<IncomingStream<'_, SimListener>> for Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::MICROS_PER_SEC;
+    use std::net::Ipv4Addr;
+
+    const S: Micros = MICROS_PER_SEC;
+
+    /// The moment `mono` on the host's monotonic clock, with the venue's
+    /// clock `skew_ms` off it.
+    fn ctx(shared: &Shared, venue: Venue, mono: Micros, skew_ms: i64) -> Ctx<'_> {
+        let mut faults = Faults::default();
+        faults.venue_mut(venue).skew_ms = Some(skew_ms);
+        Ctx {
+            shared,
+            venue,
+            now: mono + skew_ms * MICROS_PER_MS,
+            mono,
+            faults: faults.effective(venue),
+        }
+    }
+
+    fn get(path: &str, query: &str) -> Request {
+        Request {
+            method: Method::GET,
+            path: path.to_owned(),
+            query: query.to_owned(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// The skew fault changes in the middle of a window, in both directions:
+    /// no limiter gives capacity back. (Before limiter state moved to the
+    /// monotonic clock, setting Binance's clock back into the previous
+    /// minute emptied the weight window, and setting a clock forward refilled
+    /// the buckets.)
+    #[test]
+    fn a_skew_change_mid_window_gives_no_free_capacity() {
+        let mut config = SimConfig::default();
+        config.binance.weight_limit = 3;
+        config.coinbase.public_burst = 2.0;
+        config.coinbase.public_rate = 0.001;
+        config.deribit.non_matching_max = 1_000;
+        config.deribit.non_matching_refill_per_s = 1;
+        let shared = Shared::new(config);
+        // 30 s into a minute.
+        let t = 28_333_333 * 60 * S + 30 * S;
+
+        let ping = get("/api/v3/ping", "");
+        for n in 0..3 {
+            let reply = binance::handle(&ctx(&shared, Venue::Binance, t + n, 0), &ping);
+            assert_eq!(reply.status, StatusCode::OK, "ping {n}");
+        }
+        for (skew_ms, what) in [
+            (0, "no skew"),
+            (-40_000, "clock set back into the previous minute"),
+            (20_000, "clock set forward within the minute"),
+            (-29_000, "clock set back within the minute"),
+        ] {
+            let reply = binance::handle(&ctx(&shared, Venue::Binance, t + 10, skew_ms), &ping);
+            assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{what}");
+            let used = reply
+                .headers
+                .iter()
+                .find(|(name, _)| name == "X-MBX-USED-WEIGHT-1M")
+                .map(|(_, value)| value.as_str());
+            assert_eq!(used, Some("3"), "{what}");
+        }
+
+        let time = get("/time", "");
+        for n in 0..2 {
+            let reply = coinbase::handle(&ctx(&shared, Venue::Coinbase, t + n, 0), &time);
+            assert_eq!(reply.status, StatusCode::OK, "time {n}");
+        }
+        for skew_ms in [0, 3_600_000, -3_600_000, 7_200_000] {
+            let reply = coinbase::handle(&ctx(&shared, Venue::Coinbase, t + 10, skew_ms), &time);
+            assert_eq!(
+                reply.status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "skew {skew_ms}"
+            );
+        }
+
+        let get_time = get("/api/v2/public/get_time", "");
+        for n in 0..2 {
+            let reply = deribit::handle(&ctx(&shared, Venue::Deribit, t + n, 0), &get_time);
+            assert_eq!(reply.status, StatusCode::OK, "get_time {n}");
+        }
+        for skew_ms in [0, 3_600_000, -3_600_000] {
+            let reply = deribit::handle(&ctx(&shared, Venue::Deribit, t + 10, skew_ms), &get_time);
+            assert_eq!(reply.outcome, Outcome::RateLimited, "skew {skew_ms}");
+        }
+    }
+
+    /// A `Retry-After` wait and a ban run on the monotonic clock: moving the
+    /// venue's clock (either way) neither shortens nor lengthens them.
+    #[test]
+    fn waits_and_bans_ignore_the_skew() {
+        let mut config = SimConfig::default();
+        config.binance.ban_after_violations = 2;
+        config.binance.ban_first_ms = 120_000;
+        let shared = Shared::new(config);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let t = 1_000 * S;
+        shared.answered(Venue::Binance, ip, t, Some(t + 2 * S), true);
+        assert_eq!(shared.gate(Venue::Binance, ip, t + S), Gate::Violation);
+        assert_eq!(
+            shared.gate(Venue::Binance, ip, t + S),
+            Gate::NewBan {
+                until: t + S + 120 * S
+            }
+        );
+        // Whatever the skew, the 418 says the same thing at the same moment.
+        let ping = get("/api/v3/ping", "");
+        for skew_ms in [0, 300_000, -300_000] {
+            let ctx = ctx(&shared, Venue::Binance, t + 60 * S, skew_ms);
+            let reply = binance::banned(&ctx, &ping, t + S + 120 * S);
+            assert_eq!(reply.status, StatusCode::IM_A_TEAPOT);
+            let retry = reply
+                .headers
+                .iter()
+                .find(|(name, _)| name == "Retry-After")
+                .map(|(_, value)| value.as_str());
+            assert_eq!(retry, Some("61"), "skew {skew_ms}");
+            // The body names the end on the venue's clock.
+            let until_ms = (t + 121 * S + skew_ms * MICROS_PER_MS) / MICROS_PER_MS;
+            assert!(reply.body.contains(&format!("IP banned until {until_ms}.")));
+        }
+    }
 
     #[test]
     fn venue_prefixes_are_stripped() {

@@ -27,14 +27,15 @@ impl Stats {
     }
 }
 
-/// What one venue answered since start or the last reset. Every request is
-/// counted in `requests` and in at most one of `accepted`, `rate_limited`,
+/// What one venue answered since start or the last reset. A request is
+/// counted when the venue answers it (after the latency fault), in
+/// `requests` and in exactly one of `accepted`, `rate_limited`,
 /// `storm_refusals`, `banned`, `auth_failures`, `rejected` and
-/// `unknown_outcomes`.
+/// `unknown_outcomes`; a client that gives up before then leaves no trace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VenueStats {
-    /// Requests received.
+    /// Requests answered (each also counted in one outcome below).
     pub requests: u64,
     /// Answered with success.
     pub accepted: u64,
@@ -95,14 +96,11 @@ fn bump(counter: &AtomicU64, by: u64) {
 }
 
 impl Counters {
-    pub(crate) fn request(&self) {
-        bump(&self.requests, 1);
-    }
-
     pub(crate) fn violation(&self) {
         bump(&self.violations_during_backoff, 1);
     }
 
+    /// Counts one answered request and its outcome.
     pub(crate) fn record(&self, outcome: Outcome, placed: u64, cancelled: u64) {
         let counter = match outcome {
             Outcome::Accepted => &self.accepted,
@@ -113,7 +111,10 @@ impl Counters {
             Outcome::Rejected => &self.rejected,
             Outcome::Unknown => &self.unknown_outcomes,
         };
+        // The outcome first: a snapshot never shows more requests than
+        // outcomes.
         bump(counter, 1);
+        bump(&self.requests, 1);
         bump(&self.orders_placed, placed);
         bump(&self.orders_cancelled, cancelled);
     }

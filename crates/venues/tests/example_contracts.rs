@@ -128,4 +128,33 @@ fn shipped_costs_match_the_documented_figures() {
     );
     assert_eq!(add["trading"], 1.0);
     assert!(!add.contains_key("rest_counter"));
+    // Every other call adds 1 to the REST counter, trading calls included
+    // (only AddOrder and CancelOrder are exempt).
+    let batch = cost(
+        &kraken,
+        http::Method::POST,
+        "/0/private/AddOrderBatch",
+        "",
+        br#"{"pair":"XBTUSD","orders":[{},{},{}]}"#,
+    );
+    assert_eq!(batch["trading"], 1.5);
+    assert_eq!(batch["rest_counter"], 1.0);
+    let edit = cost(
+        &kraken,
+        http::Method::POST,
+        "/0/private/EditOrder",
+        "",
+        b"pair=XBTUSD&txid=O1",
+    );
+    assert_eq!(edit["trading"], 7.0);
+    assert_eq!(edit["rest_counter"], 1.0);
+    let cancel = cost(
+        &kraken,
+        http::Method::POST,
+        "/0/private/CancelOrder",
+        "",
+        b"pair=XBTUSD&txid=O1",
+    );
+    assert_eq!(cancel["trading"], 8.0);
+    assert!(!cancel.contains_key("rest_counter"));
 }

@@ -187,3 +187,43 @@ async fn latency_is_added_to_every_request() {
     }
     sim.shutdown().await;
 }
+
+/// Every request counted in `requests` has exactly one outcome, even when
+/// the client gives up during the latency fault's sleep.
+#[tokio::test]
+async fn a_client_that_gives_up_during_latency_leaves_no_request_without_an_outcome() {
+    let mut config = SimConfig::default();
+    config.faults.binance.latency_ms = Some(400);
+    let sim = start(config).await;
+    let url = format!("{}/api/v3/ping", sim.base_url(Venue::Binance));
+    let outcomes = |s: &tollgate_sim::VenueStats| {
+        s.accepted
+            + s.rate_limited
+            + s.storm_refusals
+            + s.banned
+            + s.auth_failures
+            + s.rejected
+            + s.unknown_outcomes
+    };
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let error = impatient.get(&url).send().await.unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    // Mid-sleep nothing is counted yet, and after it either nothing or an
+    // answered request.
+    let stats = sim.stats().binance;
+    assert_eq!((stats.requests, outcomes(&stats)), (0, 0));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let stats = sim.stats().binance;
+    assert_eq!(stats.requests, outcomes(&stats));
+    // A patient client is counted with its outcome.
+    let before = stats.requests;
+    let response = client().get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let stats = sim.stats().binance;
+    assert_eq!(stats.requests, before + 1);
+    assert_eq!(stats.requests, outcomes(&stats));
+    sim.shutdown().await;
+}

@@ -491,3 +491,58 @@ async fn unknown_outcome_is_a_503_for_an_order_that_exists() {
     assert_eq!(stats.orders_cancelled, 1);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn repeated_429s_earn_a_ban_even_when_retry_after_is_honoured() {
+    let mut config = SimConfig::default();
+    config.binance.ban_after_refusals = 3;
+    config.binance.ban_first_ms = 2_000;
+    config.faults.binance.storm_ms = Some(30_000);
+    config.faults.binance.storm_retry_after_s = Some(1);
+    let sim = start(config).await;
+    for _ in 0..3 {
+        let response = get(&sim, "/api/v3/ping").await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&response, "retry-after").as_deref(), Some("1"));
+        // Waits out every Retry-After.
+        tokio::time::sleep(Duration::from_millis(1_050)).await;
+    }
+    assert_eq!(sim.stats().binance.violations_during_backoff, 0);
+    // The third 429 within the period started a ban: the next request,
+    // however patient, meets the 418.
+    let response = get(&sim, "/api/v3/ping").await;
+    assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
+    assert_eq!(header(&response, "retry-after").as_deref(), Some("1"));
+    let stats = sim.stats().binance;
+    assert_eq!(stats.storm_refusals, 3);
+    assert_eq!(stats.banned, 1);
+    assert_eq!(stats.rate_limited, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_skew_change_does_not_shorten_a_retry_after() {
+    let mut config = SimConfig::default();
+    config.faults.binance.storm_ms = Some(30_000);
+    config.faults.binance.storm_retry_after_s = Some(2);
+    let sim = start(config).await;
+    let response = get(&sim, "/api/v3/ping").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&response, "retry-after").as_deref(), Some("2"));
+    // The storm ends and the venue's clock jumps a minute ahead: the wait
+    // the client was given still runs on the host's clock.
+    sim.set_faults(Faults {
+        binance: VenueFaults {
+            skew_ms: Some(60_000),
+            ..VenueFaults::default()
+        },
+        ..Faults::default()
+    });
+    let response = get(&sim, "/api/v3/ping").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stats = sim.stats().binance;
+    assert_eq!(stats.violations_during_backoff, 1);
+    assert_eq!(stats.storm_refusals, 1);
+    assert_eq!(stats.requests, 2);
+    sim.shutdown().await;
+}

@@ -67,8 +67,10 @@ async fn body_text(response: reqwest::Response) -> String {
 }
 
 #[tokio::test]
-async fn signed_order_is_accepted_with_rate_limit_headers() {
-    let sim = start(SimConfig::default()).await;
+async fn rate_limit_headers_are_sent_only_when_configured() {
+    let mut config = SimConfig::default();
+    config.coinbase.send_rate_limit_headers = true;
+    let sim = start(config).await;
     let before = now_secs_f64() as u64;
     let response = Signed::new(Method::POST, "/orders", ORDER).send(&sim).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -88,6 +90,27 @@ async fn signed_order_is_accepted_with_rate_limit_headers() {
         (before..=before + 2).contains(&reset),
         "reset {reset}, now {before}"
     );
+    sim.shutdown().await;
+
+    // By default the Exchange sends none: it documents none.
+    let sim = start(SimConfig::default()).await;
+    let response = Signed::new(Method::POST, "/orders", ORDER).send(&sim).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for name in [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        assert_eq!(header(&response, name), None, "{name}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn signed_order_is_accepted_and_cancelled() {
+    let sim = start(SimConfig::default()).await;
+    let response = Signed::new(Method::POST, "/orders", ORDER).send(&sim).await;
+    assert_eq!(response.status(), StatusCode::OK);
     let order = json(response).await;
     assert_eq!(order["status"], "pending");
     assert_eq!(order["product_id"], "BTC-USD");
@@ -246,7 +269,9 @@ fn scaled() -> SimConfig {
 
 #[tokio::test]
 async fn exceeding_the_private_bucket_is_refused() {
-    let sim = start(scaled()).await;
+    let mut config = scaled();
+    config.coinbase.send_rate_limit_headers = true;
+    let sim = start(config).await;
     for remaining in ["2", "1", "0"] {
         let response = Signed::new(Method::POST, "/orders", ORDER).send(&sim).await;
         assert_eq!(response.status(), StatusCode::OK);

@@ -255,8 +255,9 @@ async fn matching_engine_limit_refuses_with_10028_and_ends_the_session() {
             StatusCode::OK
         );
     }
+    // 400, like every other JSON-RPC error: only the code says "rate".
     let response = call(&sim, "private/sell", BUY, Some(&token)).await;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let text = response.text().await.unwrap();
     assert_error(&text, 10028, "too_many_requests");
     assert!(!text.contains("result"));
@@ -283,12 +284,9 @@ async fn matching_engine_limit_refuses_with_10028_and_ends_the_session() {
         .status(),
         StatusCode::OK
     );
-    assert_eq!(
-        call(&sim, "private/cancel_all", "", Some(&token))
-            .await
-            .status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    let response = call(&sim, "private/cancel_all", "", Some(&token)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_error(&response.text().await.unwrap(), 10028, "too_many_requests");
     let stats = sim.stats().deribit;
     assert_eq!(stats.rate_limited, 2);
     assert_eq!(stats.auth_failures, 1);
@@ -309,9 +307,26 @@ async fn non_matching_engine_credits_run_out() {
         );
     }
     let response = call(&sim, "public/get_time", "", None).await;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_error(&response.text().await.unwrap(), 10028, "too_many_requests");
     assert_eq!(sim.stats().deribit.rate_limited, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_status_of_10028_is_configurable() {
+    let mut config = SimConfig::default();
+    config.deribit.non_matching_max = 500;
+    config.deribit.non_matching_refill_per_s = 1;
+    config.deribit.rate_limit_status = 429;
+    let sim = start(config).await;
+    assert_eq!(
+        call(&sim, "public/get_time", "", None).await.status(),
+        StatusCode::OK
+    );
+    let response = call(&sim, "public/get_time", "", None).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_error(&response.text().await.unwrap(), 10028, "too_many_requests");
     sim.shutdown().await;
 }
 
@@ -327,7 +342,7 @@ async fn a_storm_answers_10028_and_ends_the_session() {
         ..Faults::default()
     });
     let response = call(&sim, "private/buy", BUY, Some(&token)).await;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_error(&response.text().await.unwrap(), 10028, "too_many_requests");
     tokio::time::sleep(std::time::Duration::from_millis(350)).await;
     let response = call(&sim, "private/buy", BUY, Some(&token)).await;

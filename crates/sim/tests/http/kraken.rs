@@ -205,6 +205,46 @@ async fn the_rest_counter_refuses_above_its_maximum() {
 }
 
 #[tokio::test]
+async fn amend_batch_and_cancel_all_also_spend_the_rest_counter() {
+    let sim = start(scaled()).await;
+    let placed = post(&sim, "AddOrder", ORDER).await;
+    let txid = placed["result"]["txid"][0].as_str().unwrap().to_owned();
+    // AddOrder is exempt; AmendOrder, AddOrderBatch and CancelAll add 1
+    // each: 3 of 3.
+    let amended = post(
+        &sim,
+        "AmendOrder",
+        &format!("txid={txid}&limit_price=37000"),
+    )
+    .await;
+    assert!(errors(&amended).is_empty(), "{amended}");
+    assert!(errors(&batch(&sim, 2).await).is_empty());
+    assert_eq!(post(&sim, "CancelAll", "").await["result"]["count"], 3);
+    for method in ["Balance", "CancelAll", "AmendOrder"] {
+        assert_eq!(
+            post(&sim, method, &format!("txid={txid}&limit_price=36000")).await,
+            json!({"error": ["EAPI:Rate limit exceeded"]}),
+            "{method}"
+        );
+    }
+    // AddOrder and CancelOrder still go through (on a pair whose trading
+    // counter the cancel-all did not fill).
+    let placed = post(
+        &sim,
+        "AddOrder",
+        "ordertype=limit&pair=ETHUSD&price=3000&type=sell&volume=1",
+    )
+    .await;
+    let txid = placed["result"]["txid"][0].as_str().unwrap().to_owned();
+    assert_eq!(
+        post(&sim, "CancelOrder", &format!("txid={txid}")).await["result"]["count"],
+        1
+    );
+    assert_eq!(sim.stats().kraken.rate_limited, 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_trading_counter_prices_cancels_by_order_age() {
     let sim = start(scaled()).await;
     let first = post(&sim, "AddOrder", ORDER).await;
@@ -258,6 +298,8 @@ async fn batch(sim: &SimHandle, orders: usize) -> Value {
 #[tokio::test]
 async fn batches_report_each_entry_and_faults_mix_them() {
     let mut config = scaled();
+    // Each batch also adds 1 to the REST counter: room for all of them.
+    config.kraken.rest_max = 15.0;
     config.faults.kraken.batch_mixed = Some(1.0);
     let sim = start(config).await;
     let body = batch(&sim, 4).await;

@@ -92,8 +92,27 @@ pub enum Outcome {
 #[serde(tag = "state", rename_all = "snake_case")]
 enum Breaker {
     Closed,
-    Open { until_ms: i64, banned: bool },
-    HalfOpen { probing: bool },
+    /// `strikes`: refusals in a row without a success in between; each one
+    /// after the first doubles the wait (a venue that keeps refusing is not
+    /// probed every `Retry-After`, which Binance punishes with a ban).
+    Open {
+        until_ms: i64,
+        banned: bool,
+        strikes: u32,
+    },
+    HalfOpen {
+        probing: bool,
+        strikes: u32,
+    },
+}
+
+impl Breaker {
+    fn strikes(self) -> u32 {
+        match self {
+            Breaker::Closed => 0,
+            Breaker::Open { strikes, .. } | Breaker::HalfOpen { strikes, .. } => strikes,
+        }
+    }
 }
 
 /// Budgets and breakers, keyed by owner (host for IP scope, else venue
@@ -123,8 +142,8 @@ struct Venue {
     token: tokio::sync::Mutex<Option<(String, i64)>>,
     /// The path of `base_url`, which the venue's own paths follow.
     base_path: String,
-    /// Kraken spot refuses a nonce lower than one it has seen: its calls are
-    /// signed and sent one at a time, so they arrive in nonce order.
+    /// Kraken refuses a nonce lower than one it has seen (Futures tolerates
+    /// little reordering): signed calls go one at a time, in nonce order.
     in_order: Option<tokio::sync::Mutex<()>>,
 }
 
@@ -234,7 +253,7 @@ impl Router {
                     waiting: AtomicUsize::new(0),
                     token: tokio::sync::Mutex::new(None),
                     base_path: url.path().trim_end_matches('/').to_owned(),
-                    in_order: (config.kind == VenueKind::Kraken)
+                    in_order: matches!(config.kind, VenueKind::Kraken | VenueKind::KrakenFutures)
                         .then(|| tokio::sync::Mutex::new(())),
                 }),
             );
@@ -598,11 +617,13 @@ impl Router {
                 Breaker::Open { until_ms, .. } if until_ms > now_local => {
                     return Step::WaitUntil(until_ms);
                 }
-                Breaker::Open { .. } | Breaker::HalfOpen { probing: false } => {
+                Breaker::Open { .. } | Breaker::HalfOpen { probing: false, .. } => {
                     probes.push(key.clone());
                 }
                 // One probe at a time: look again shortly.
-                Breaker::HalfOpen { probing: true } => return Step::WaitUntil(now_local + 10),
+                Breaker::HalfOpen { probing: true, .. } => {
+                    return Step::WaitUntil(now_local + 10);
+                }
             }
         }
         let mut staged = Vec::with_capacity(plan.costs.len());
@@ -641,9 +662,12 @@ impl Router {
             });
         }
         for key in &probes {
-            shared
-                .breakers
-                .insert(key.clone(), Breaker::HalfOpen { probing: true });
+            if let Some(b) = shared.breakers.get_mut(key) {
+                *b = Breaker::HalfOpen {
+                    probing: true,
+                    strikes: b.strikes(),
+                };
+            }
             set_breaker_gauge(&self.meter, &venue.name, &key.1, 2.0);
         }
         Step::Go(Admission {
@@ -707,24 +731,32 @@ impl Router {
                     && let Some(b) = shared.breakers.get_mut(key)
                     && matches!(b, Breaker::HalfOpen { .. })
                 {
-                    *b = Breaker::HalfOpen { probing: false };
+                    *b = Breaker::HalfOpen {
+                        probing: false,
+                        strikes: b.strikes(),
+                    };
                 }
             }
             for key in keys {
-                let until_ms = now_local.saturating_add(wait_ms as i64);
                 let entry = shared
                     .breakers
                     .entry(key.clone())
                     .or_insert(Breaker::Closed);
-                let longer = match *entry {
+                // A refusal of a call that left before the breaker opened
+                // (it was already in flight) is not a new strike.
+                let (strikes, current) = match *entry {
                     Breaker::Open {
-                        until_ms: current, ..
-                    } => until_ms.max(current),
-                    _ => until_ms,
+                        until_ms, strikes, ..
+                    } => (strikes, Some(until_ms)),
+                    other => (other.strikes() + 1, None),
                 };
+                let factor = 1u64 << strikes.saturating_sub(1).min(16);
+                let wait = wait_ms.saturating_mul(factor).min(MAX_BACKOFF_MS);
+                let until_ms = now_local.saturating_add(wait as i64);
                 *entry = Breaker::Open {
-                    until_ms: longer,
+                    until_ms: current.map_or(until_ms, |c| c.max(until_ms)),
                     banned,
+                    strikes,
                 };
                 set_breaker_gauge(&self.meter, &venue.name, &key.1, 1.0);
                 tracing::warn!(venue = %venue.name, scope = %key.1, wait_ms, banned, "venue refused: breaker open");
@@ -760,9 +792,12 @@ impl Router {
         }
         for key in &admission.probes {
             if let Some(b) = shared.breakers.get_mut(key)
-                && matches!(b, Breaker::HalfOpen { probing: true })
+                && matches!(b, Breaker::HalfOpen { probing: true, .. })
             {
-                *b = Breaker::HalfOpen { probing: false };
+                *b = Breaker::HalfOpen {
+                    probing: false,
+                    strikes: b.strikes(),
+                };
             }
         }
     }

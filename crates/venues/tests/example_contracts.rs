@@ -128,6 +128,14 @@ fn shipped_costs_match_the_documented_figures() {
     );
     assert_eq!(add["trading"], 1.0);
     assert!(!add.contains_key("rest_counter"));
+    let amend = cost(
+        &kraken,
+        http::Method::POST,
+        "/0/private/AmendOrder",
+        "",
+        b"pair=XBTUSD",
+    );
+    assert_eq!((amend["trading"], amend["rest_counter"]), (4.0, 1.0));
     // Every other call adds 1 to the REST counter, trading calls included
     // (only AddOrder and CancelOrder are exempt).
     let batch = cost(

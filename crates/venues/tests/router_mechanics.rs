@@ -670,3 +670,29 @@ async fn problem(response: reqwest::Response) -> (u16, Option<String>, String) {
         body["code"].as_str().unwrap_or_default().to_owned(),
     )
 }
+
+#[tokio::test]
+async fn a_venue_that_keeps_refusing_is_probed_less_and_less_often() {
+    let refused = (429, vec![], "{}".to_owned());
+    let script = Script::new(vec![refused.clone(), refused.clone(), refused, ok()]);
+    let venue = scripted_venue(script.clone()).await;
+    let config = BINANCE_IP_429.replace(
+        "[[errors]]\nstatus = 429",
+        "[[errors]]\nbackoff_ms = 200\nstatus = 429",
+    );
+    let (router, _) = start_router(&venue_toml("v", venue, &config)).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{router}/v/api/v3/ping");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(get(&client, url.clone()).await.status().as_u16());
+    }
+    assert_eq!(statuses, [429, 429, 429, 200]);
+    let seen = script.seen();
+    let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    // No Retry-After: 200 ms, then doubled for each refusal in a row.
+    for (gap, floor) in gaps.iter().zip([190, 390, 790]) {
+        assert!(*gap >= Duration::from_millis(floor), "gaps {gaps:?}");
+    }
+    assert!(gaps[2] < Duration::from_millis(1500), "gaps {gaps:?}");
+}

@@ -167,14 +167,21 @@ async fn flood(router: SocketAddr, venue: Venue, rate: f64, duration: Duration) 
         tick.tick().await;
         let request = order.send(&client, router);
         tasks.push(tokio::spawn(async move {
+            let asked = Instant::now();
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
             let code = response
                 .headers()
                 .get("content-type")
                 .is_some_and(|v| v == "application/problem+json");
+            // When the call left the router: asked + its time in the queue.
+            let waited = response
+                .headers()
+                .get("tollgate-venue-wait-ms")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0);
             let body = response.text().await.unwrap();
-            (Instant::now(), status, code, body)
+            (asked + Duration::from_millis(waited), status, code, body)
         }));
     }
     let mut run = Run {
@@ -184,12 +191,13 @@ async fn flood(router: SocketAddr, venue: Venue, rate: f64, duration: Duration) 
         other: BTreeMap::new(),
     };
     for task in tasks {
-        let (at, status, local, body) = task.await.unwrap();
+        let (left, status, local, body) = task.await.unwrap();
         if local && status == 429 {
             run.local_429 += 1;
         } else if accepted(venue, status, &body) {
-            // Sent before the end (the answer takes a round trip to come back).
-            if at <= end + Duration::from_millis(100) {
+            // Counted when it left the router within the run (calls still
+            // queued at the end leave after it and are not counted).
+            if left <= end {
                 run.delivered += 1;
             }
         } else {
@@ -270,9 +278,17 @@ async fn binance_clock_aligned_order_windows_are_never_tripped() {
     });
     venue.max_wait_ms = 1000;
     let (router, _) = start_router(BTreeMap::from([("binance".into(), venue)])).await;
+    // Start 200 ms into a window: the bot has calls enough for that first
+    // window (a run that began 10 ms before a boundary would not, and the
+    // venue's allowance would not be what limited it), and the run ends
+    // 200 ms into its ninth window, after that window's 20 have left.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    tokio::time::sleep(Duration::from_millis((1000 - now % 1000) as u64 + 200)).await;
     let run = flood(router, Venue::Binance, 60.0, RUN).await;
-    // A run of whole seconds touches one window more than its length (it
-    // starts inside one): each is worth 20.
+    // Nine windows, each worth 20.
     assert_proof(Venue::Binance, &sim, &run, 20.0 * (RUN.as_secs_f64() + 1.0));
 }
 

@@ -259,22 +259,6 @@ impl Budget {
         }
     }
 
-    /// Gives back a take whose request never left (the caller gave up before
-    /// sending it).
-    pub fn refund(&mut self, ticket: &Ticket, now: i64) {
-        self.advance(now);
-        match (&mut self.state, self.kind) {
-            (State::Bucket { tokens, .. }, BudgetKind::TokenBucket { capacity, .. }) => {
-                *tokens = (*tokens + i128::from(ticket.cost)).min(i128::from(capacity));
-            }
-            (State::Fixed { index, cur, .. }, _) if *index == ticket.window && !ticket.guarded => {
-                *cur = cur.saturating_sub(ticket.cost);
-            }
-            _ => return,
-        }
-        self.departed = self.departed.saturating_sub(ticket.cost);
-    }
-
     /// Replaces the estimate with the venue's own count, reported on the
     /// answer to `ticket`: `used` for windows, `remaining` for buckets (both
     /// in micro-units). A report whose window is uncertain is ignored.
@@ -668,17 +652,5 @@ mod tests {
         let t = b.try_take(units(1), 0).unwrap();
         b.resync(&t, Report::Remaining(units(29)), 0);
         assert_eq!(b.available(0), units(9));
-    }
-
-    #[test]
-    fn refund_returns_an_unsent_take() {
-        let kind = BudgetKind::TokenBucket {
-            capacity: units(2),
-            refill_per_second: units(1),
-        };
-        let mut b = Budget::new(kind, 0);
-        let t = b.try_take(units(2), 0).unwrap();
-        b.refund(&t, 0);
-        assert!(b.try_take(units(2), 0).is_ok());
     }
 }

@@ -31,8 +31,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tollgate_core::access::{KeyStatus, OrgStatus};
-use tollgate_core::api_key::{self, SecretHash};
+use tollgate_core::access::OrgStatus;
+use tollgate_core::api_key;
 use tollgate_core::ids::{KeyId, OrgId};
 use tollgate_gateway::{Clock, Config, Listeners, SystemClock};
 use tollgate_store::{KeyRow, OrgRow, SqliteStore, Store as _};
@@ -431,22 +431,14 @@ fn seed(db: &Path, orgs: usize, keys: usize) -> anyhow::Result<Vec<String>> {
             secret_seed[..8].copy_from_slice(&(k as u64).to_le_bytes());
             let secret = api_key::secret_from_random(secret_seed);
             full.push(api_key::format(&id, &secret));
-            key_rows.push(KeyRow {
-                secret_hash: SecretHash::of(id.as_str(), &secret),
+            key_rows.push(KeyRow::new_active(
                 id,
-                org_id: org_rows[k % orgs].id.clone(),
-                name: format!("bench key {k}"),
-                products: vec!["*".into()],
-                status: KeyStatus::Active,
-                expires_at: None,
-                previous_secret_hash: None,
-                previous_secret_expires_at: None,
-                created_at: now,
-                updated_at: now,
-                revoked_at: None,
-                quotas: Default::default(),
-                credentials: Default::default(),
-            });
+                &secret,
+                org_rows[k % orgs].id.clone(),
+                format!("bench key {k}"),
+                vec!["*".into()],
+                now,
+            ));
         }
         store.insert_many(&org_rows, &key_rows).await?;
         // Pay-as-you-go accounts with money to spend.

@@ -21,6 +21,31 @@ struct Demo {
     store: std::path::PathBuf,
 }
 
+/// The lines a started `tollgate serve --demo` or `tollgate sim` prints, up
+/// to its "Press Ctrl-C" line.
+fn banner(child: &mut Child) -> Vec<String> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the banner was printed in time");
+        let done = line.starts_with("Press Ctrl-C");
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
 impl Demo {
     fn start() -> Demo {
         let mut child = Command::new(BIN)
@@ -34,26 +59,7 @@ impl Demo {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn tollgate");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut lines = Vec::new();
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("demo printed its banner in time");
-            let done = line.starts_with("Press Ctrl-C");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
+        let lines = banner(&mut child);
         let field = |prefix: &str| {
             lines
                 .iter()
@@ -603,26 +609,7 @@ fn sim_serves_every_venue_and_takes_fault_flags() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn tollgate sim");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("sim printed its banner in time");
-        let done = line.starts_with("Press Ctrl-C");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
+    let lines = banner(&mut child);
     let base = |venue: &str| {
         lines
             .iter()

@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 use std::path::Path as FsPath;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
-use tollgate_core::access::{KeyStatus, OrgStatus};
-use tollgate_core::api_key::{self, SECRET_BYTES, SecretHash};
+use tollgate_core::access::OrgStatus;
+use tollgate_core::api_key::{self, SECRET_BYTES};
 use tollgate_core::ids::{KEY_ID_BYTES, KeyId, ORG_ID_BYTES, OrgId};
 use tollgate_core::time::UnixMillis;
 use tollgate_store::{KeyRow, OrgRow, SqliteStore, Store, StoreResult};
@@ -82,22 +82,14 @@ pub async fn seed(sqlite_path: &FsPath, master_key: &str, now: UnixMillis) -> St
     store.create_org(&org).await?;
     let id = KeyId::from_random(crate::random::bytes::<KEY_ID_BYTES>());
     let secret = api_key::secret_from_random(crate::random::bytes::<SECRET_BYTES>());
-    let key = KeyRow {
-        secret_hash: SecretHash::of(id.as_str(), &secret),
+    let key = KeyRow::new_active(
         id,
-        org_id: org.id.clone(),
-        name: "demo key".into(),
-        products: vec!["*".into()],
-        status: KeyStatus::Active,
-        expires_at: None,
-        previous_secret_hash: None,
-        previous_secret_expires_at: None,
-        created_at: now,
-        updated_at: now,
-        revoked_at: None,
-        quotas: Default::default(),
-        credentials: Default::default(),
-    };
+        &secret,
+        org.id.clone(),
+        "demo key".into(),
+        vec!["*".into()],
+        now,
+    );
     store.create_key(&key).await?;
     let (signed, signed_secret, signing_secret, passphrase) = signed_key(&org.id, master_key, now)?;
     store.create_key(&signed).await?;
@@ -152,20 +144,15 @@ fn signed_key(
         certificate_pins: Vec::new(),
     };
     let row = KeyRow {
-        secret_hash: SecretHash::of(id.as_str(), &secret),
-        id,
-        org_id: org_id.clone(),
-        name: "demo signing key".into(),
-        products: vec!["*".into()],
-        status: KeyStatus::Active,
-        expires_at: None,
-        previous_secret_hash: None,
-        previous_secret_expires_at: None,
-        created_at: now,
-        updated_at: now,
-        revoked_at: None,
-        quotas: Default::default(),
         credentials,
+        ..KeyRow::new_active(
+            id,
+            &secret,
+            org_id.clone(),
+            "demo signing key".into(),
+            vec!["*".into()],
+            now,
+        )
     };
     Ok((row, secret, signing_secret, passphrase))
 }

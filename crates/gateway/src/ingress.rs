@@ -301,19 +301,17 @@ impl Ingress {
                 }
             }
         };
-        // Step 10: forward.
+        // Step 10: forward, and read what the answer used.
         let request = Request::from_parts(parts, body);
-        let sent = match forward::prepare(request, context, source, peer, &self.forward) {
-            Ok(upstream_request) => {
-                forward::send(&self.client, upstream_request, &self.forward).await
-            }
-            Err(refusal) => Err(refusal),
-        };
-        let response = match sent {
-            Ok(response) => response,
+        let priced_plan = hold.as_ref().map(|(plan, _)| *plan);
+        let (mut response, failed, usage, answer_bytes) = match self
+            .forward_and_measure(request, context, source, peer, priced_plan)
+            .await
+        {
+            Ok(forwarded) => forwarded,
             Err(refusal) => {
-                // Never reached the upstream or got no answer: nothing is
-                // charged, the hold is released, the key freed for a retry.
+                // Never reached the upstream or got no whole answer: nothing
+                // is charged, the hold is released, the key freed for a retry.
                 if let Some(ticket) = &ticket {
                     idempotency::release(self.store.as_ref(), ticket).await;
                 }
@@ -323,39 +321,6 @@ impl Ingress {
                 return Err(refusal);
             }
         };
-        // Step 11 (metering part): what the response used.
-        let failed = response.status().is_server_error();
-        let usage = usage_report(response.headers());
-        let mut response = forward::respond(response, &context.request_id);
-        let mut answer_bytes = http_body::Body::size_hint(response.body()).exact();
-        if answer_bytes.is_none()
-            && !failed
-            && let Some((plan, _)) = &hold
-            && plan.prices[Meter::BytesOut.index()].is_some()
-        {
-            // A priced answer of unknown length (chunked): read it, up to the
-            // route's bytes_out maximum, so its size is charged before any of
-            // it is released.
-            let limit = self
-                .route_max_units
-                .get(context.route)
-                .map_or(1 << 20, |units| units[Meter::BytesOut.index()]);
-            match forward::read_prefix(response, limit, self.forward.request_timeout).await {
-                Ok((read, bytes)) => {
-                    response = read;
-                    answer_bytes = Some(bytes);
-                }
-                Err(refusal) => {
-                    if let Some(ticket) = &ticket {
-                        idempotency::release(self.store.as_ref(), ticket).await;
-                    }
-                    if let Some((_, hold)) = hold {
-                        self.accounts.void(&key.org_id, hold, now);
-                    }
-                    return Err(refusal);
-                }
-            }
-        }
         // Step 11: settle. The charge is durable before the answer leaves.
         if let Some((plan, hold)) = hold {
             if failed {
@@ -406,6 +371,48 @@ impl Ingress {
             }
         }
         Ok(response)
+    }
+
+    /// Step 10 and the metering part of step 11: sends the request, cleans
+    /// the answer for the client, and reads its `Tollgate-Usage` and size.
+    /// A priced answer of unknown length (chunked) is read, up to the
+    /// route's bytes_out maximum, so its size is charged before any of it
+    /// is released. Returns the answer, whether it failed (5xx), the usage
+    /// it reported and its size.
+    async fn forward_and_measure(
+        &self,
+        request: Request<ProxyBody>,
+        context: &Context,
+        source: api_key::KeySource,
+        peer: &Peer,
+        priced: Option<&crate::plans::Plan>,
+    ) -> Result<
+        (
+            Response<ProxyBody>,
+            bool,
+            tollgate_core::meter::MeterCounts,
+            Option<u64>,
+        ),
+        Refusal,
+    > {
+        let upstream_request = forward::prepare(request, context, source, peer, &self.forward)?;
+        let response = forward::send(&self.client, upstream_request, &self.forward).await?;
+        let failed = response.status().is_server_error();
+        let usage = usage_report(response.headers());
+        let response = forward::respond(response, &context.request_id);
+        let declared = http_body::Body::size_hint(response.body()).exact();
+        let bytes_priced =
+            priced.is_some_and(|plan| plan.prices[Meter::BytesOut.index()].is_some());
+        if declared.is_some() || failed || !bytes_priced {
+            return Ok((response, failed, usage, declared));
+        }
+        let limit = self
+            .route_max_units
+            .get(context.route)
+            .map_or(1 << 20, |units| units[Meter::BytesOut.index()]);
+        let (response, read) =
+            forward::read_prefix(response, limit, self.forward.request_timeout).await?;
+        Ok((response, failed, usage, Some(read)))
     }
 
     #[allow(clippy::too_many_arguments)]

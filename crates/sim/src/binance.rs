@@ -146,16 +146,21 @@ fn weight_refusal(cfg: &BinanceConfig) -> Reply {
     )
 }
 
+/// The weight this request's IP has used in the current window.
+fn used_weight(ctx: &Ctx<'_>, request: &Request) -> u64 {
+    let cfg = &ctx.shared.config.binance;
+    ctx.shared
+        .binance
+        .lock()
+        .weight_window(cfg, request.ip)
+        .used(ctx.now)
+}
+
 /// The 418 a banned IP gets, with `Retry-After` until the ban ends (`until`
 /// is on the monotonic clock; the body names it on the venue's).
 pub(crate) fn banned(ctx: &Ctx<'_>, request: &Request, until: Micros) -> Reply {
     let cfg = &ctx.shared.config.binance;
-    let used = ctx
-        .shared
-        .binance
-        .lock()
-        .weight_window(cfg, request.ip)
-        .used(ctx.now);
+    let used = used_weight(ctx, request);
     let secs = retry_after_secs(ctx.mono, until);
     let until_venue = ctx.now.saturating_add(until.saturating_sub(ctx.mono));
     error(
@@ -174,12 +179,7 @@ pub(crate) fn banned(ctx: &Ctx<'_>, request: &Request, until: Micros) -> Reply {
 /// A storm answer: the weight refusal, with the storm's `Retry-After`.
 pub(crate) fn storm(ctx: &Ctx<'_>, request: &Request) -> Reply {
     let cfg = &ctx.shared.config.binance;
-    let used = ctx
-        .shared
-        .binance
-        .lock()
-        .weight_window(cfg, request.ip)
-        .used(ctx.now);
+    let used = used_weight(ctx, request);
     weight_refusal(cfg)
         .retry_after(ctx.mono, ctx.faults.storm_retry_after_s)
         .header(&weight_header(cfg), used)

@@ -366,15 +366,22 @@ fn add_order(
     result(json!({ "descr": { "order": description }, "txid": [txid] })).placed(1)
 }
 
-fn cancel_order(
+/// Finds the account's order named by `txid` and adds the trade's cost (by
+/// the order's age) to its pair's trading counter; returns the `txid`, or
+/// the refusal.
+fn charge_existing(
     ctx: &Ctx<'_>,
     cfg: &KrakenConfig,
     state: &mut State,
     key: &KrakenKey,
     body: &Body,
-) -> Reply {
+    trade: Trade,
+) -> Result<String, Reply> {
     let Some(txid) = body.get("txid") else {
-        return refused("EGeneral:Invalid arguments:txid", Outcome::Rejected);
+        return Err(refused(
+            "EGeneral:Invalid arguments:txid",
+            Outcome::Rejected,
+        ));
     };
     let Some(order) = state
         .orders
@@ -382,16 +389,30 @@ fn cancel_order(
         .filter(|order| order.account == key.account)
         .cloned()
     else {
-        return refused("EOrder:Unknown order", Outcome::Rejected);
+        return Err(refused("EOrder:Unknown order", Outcome::Rejected));
     };
-    let cost = trading_cost(Trade::Cancel, ctx.mono - order.rested_since);
+    let cost = trading_cost(trade, ctx.mono - order.rested_since);
     let threshold = units(cfg.trading_threshold);
     if !state
         .trading(cfg, &key.account, &order.pair, ctx.mono)
         .try_add(cost, threshold, ctx.mono)
     {
-        return refused(TRADING_LIMITED, Outcome::RateLimited);
+        return Err(refused(TRADING_LIMITED, Outcome::RateLimited));
     }
+    Ok(txid)
+}
+
+fn cancel_order(
+    ctx: &Ctx<'_>,
+    cfg: &KrakenConfig,
+    state: &mut State,
+    key: &KrakenKey,
+    body: &Body,
+) -> Reply {
+    let txid = match charge_existing(ctx, cfg, state, key, body, Trade::Cancel) {
+        Ok(txid) => txid,
+        Err(reply) => return reply,
+    };
     state.orders.remove(&txid);
     result(json!({ "count": 1 })).cancelled(1)
 }
@@ -405,25 +426,10 @@ fn amend_order(
     key: &KrakenKey,
     body: &Body,
 ) -> Reply {
-    let Some(txid) = body.get("txid") else {
-        return refused("EGeneral:Invalid arguments:txid", Outcome::Rejected);
+    let txid = match charge_existing(ctx, cfg, state, key, body, Trade::Amend) {
+        Ok(txid) => txid,
+        Err(reply) => return reply,
     };
-    let Some(order) = state
-        .orders
-        .get(&txid)
-        .filter(|order| order.account == key.account)
-        .cloned()
-    else {
-        return refused("EOrder:Unknown order", Outcome::Rejected);
-    };
-    let cost = trading_cost(Trade::Amend, ctx.mono - order.rested_since);
-    let threshold = units(cfg.trading_threshold);
-    if !state
-        .trading(cfg, &key.account, &order.pair, ctx.mono)
-        .try_add(cost, threshold, ctx.mono)
-    {
-        return refused(TRADING_LIMITED, Outcome::RateLimited);
-    }
     if body.get("order_qty").is_none() && body.get("limit_price").is_none() {
         return refused("EGeneral:Invalid arguments", Outcome::Rejected);
     }

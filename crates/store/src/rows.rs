@@ -106,6 +106,34 @@ pub struct CertificatePin {
 }
 
 impl KeyRow {
+    /// A new active key with this secret: no expiry, no rotation, no quotas
+    /// or credentials of its own (set them with struct update syntax).
+    pub fn new_active(
+        id: KeyId,
+        secret: &str,
+        org_id: OrgId,
+        name: String,
+        products: Vec<String>,
+        now: UnixMillis,
+    ) -> Self {
+        KeyRow {
+            secret_hash: SecretHash::of(id.as_str(), secret),
+            id,
+            org_id,
+            name,
+            products,
+            status: KeyStatus::Active,
+            expires_at: None,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            created_at: now,
+            updated_at: now,
+            revoked_at: None,
+            quotas: BTreeMap::new(),
+            credentials: KeyCredentials::default(),
+        }
+    }
+
     /// What the access decision needs from this key.
     pub fn facts(&self) -> KeyFacts {
         KeyFacts {

@@ -99,6 +99,8 @@ pub struct Refusal {
     /// breaker then holds only calls that spend that budget.
     pub bucket: Option<usize>,
     pub backoff_ms: u64,
+    /// Forget the session token (the rule says so, or its action is
+    /// `reauthenticate`).
     pub reauthenticate: bool,
 }
 
@@ -284,7 +286,7 @@ impl Contract {
                 scope: bucket.map_or(rule.scope, |i| self.buckets[i].scope),
                 bucket: *bucket,
                 backoff_ms: rule.backoff_ms,
-                reauthenticate: rule.reauthenticate,
+                reauthenticate: rule.reauthenticate || rule.action == ErrorAction::Reauthenticate,
             })
     }
 }

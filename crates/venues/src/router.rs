@@ -130,7 +130,9 @@ struct Shared {
 struct Venue {
     name: String,
     kind: VenueKind,
-    host: String,
+    /// Who shares this entry's IP-scoped budgets: the venue API and host
+    /// (`Binance@api.binance.com:443`), computed once.
+    ip_owner: String,
     base: String,
     contract: Contract,
     signer: Option<Signer>,
@@ -156,7 +158,7 @@ impl Venue {
     /// the same host for `ip`, else this entry alone.
     fn owner(&self, scope: Scope) -> String {
         match scope {
-            Scope::Ip => format!("{:?}@{}", self.kind, self.host),
+            Scope::Ip => self.ip_owner.clone(),
             _ => self.name.clone(),
         }
     }
@@ -243,7 +245,7 @@ impl Router {
                 Arc::new(Venue {
                     name: name.clone(),
                     kind: config.kind,
-                    host,
+                    ip_owner: format!("{:?}@{host}", config.kind),
                     base: config.base_url.trim_end_matches('/').to_owned(),
                     contract,
                     signer,
@@ -406,6 +408,13 @@ impl Router {
             query,
             body: &body,
         });
+        // Sign exactly the path and query that will be sent: the URL parser
+        // percent-encodes some characters the bot may have sent raw. A call
+        // that cannot be sent is refused before it spends any budget.
+        let (mut url, path, query) = match venue.normalize(path, query) {
+            Ok(normalized) => normalized,
+            Err(reason) => return Outcome::BadRequest(reason),
+        };
         let token = if plan.signed && venue.kind == VenueKind::Deribit {
             match self.deribit_token(venue).await {
                 Ok(token) => token,
@@ -439,12 +448,6 @@ impl Router {
                 &[("venue", venue.name.clone())],
             )
             .record(waited.as_secs_f64());
-        // Sign exactly the path and query that will be sent: the URL parser
-        // percent-encodes some characters the bot may have sent raw.
-        let (path, query) = match venue.normalize(path, query) {
-            Ok(normalized) => normalized,
-            Err(reason) => return Outcome::BadRequest(reason),
-        };
         let mut out = Outgoing {
             method: method.clone(),
             path,
@@ -461,11 +464,8 @@ impl Router {
         {
             signer.sign(&mut out, venue.now(), token.as_deref());
         }
-        let mut url = format!("{}{}", venue.base, out.path);
-        if !out.query.is_empty() {
-            url.push('?');
-            url.push_str(&out.query);
-        }
+        // Signing adds only URL-safe parameters: the query is set as signed.
+        url.set_query((!out.query.is_empty()).then_some(out.query.as_str()));
         let mut request = self
             .client
             .request(out.method.clone(), url)
@@ -506,7 +506,7 @@ impl Router {
                             )
                             .increment(1);
                     }
-                    if refusal.reauthenticate || refusal.action == ErrorAction::Reauthenticate {
+                    if refusal.reauthenticate {
                         // Forget the refused token only: a newer one may
                         // already be in the slot.
                         let mut slot = venue.token.lock().await;
@@ -984,7 +984,8 @@ impl Drop for Inflight<'_> {
 impl Venue {
     /// The path (after the venue root) and query exactly as they will be
     /// sent, percent-encoded the way the HTTP client will encode them.
-    fn normalize(&self, path: &str, query: &str) -> Result<(String, String), String> {
+    /// Also returns the URL itself, which the call is sent to.
+    fn normalize(&self, path: &str, query: &str) -> Result<(url::Url, String, String), String> {
         let mut url = url::Url::parse(&format!("{}{path}", self.base))
             .map_err(|e| format!("the path cannot be sent: {e}"))?;
         url.set_query((!query.is_empty()).then_some(query));
@@ -993,7 +994,8 @@ impl Venue {
             .strip_prefix(self.base_path.as_str())
             .unwrap_or(url.path())
             .to_owned();
-        Ok((path, url.query().unwrap_or("").to_owned()))
+        let query = url.query().unwrap_or("").to_owned();
+        Ok((url, path, query))
     }
 }
 

@@ -16,9 +16,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::problem;
 use serde::Deserialize;
 use tollgate_sim::{SimConfig, SimHandle, Venue};
 use tollgate_venues::config::CredentialsConfig;
+use tollgate_venues::router::local_now_ms;
 use tollgate_venues::{Router, VenueConfig};
 
 #[derive(Deserialize)]
@@ -77,6 +81,11 @@ async fn start_router(venues: BTreeMap<String, VenueConfig>) -> (SocketAddr, Arc
     (addr, router)
 }
 
+/// A router with one venue.
+async fn start_one(name: &str, venue: VenueConfig) -> (SocketAddr, Arc<Router>) {
+    start_router(BTreeMap::from([(name.to_owned(), venue)])).await
+}
+
 /// One order call as a bot would send it (unsigned: the router signs).
 #[derive(Clone)]
 struct Order {
@@ -87,6 +96,14 @@ struct Order {
 }
 
 impl Order {
+    /// The same call to another venue entry (`/other-…` instead of `/…`).
+    fn to(&self, from: &str, to: &str) -> Order {
+        Order {
+            path: self.path.replacen(from, to, 1),
+            ..self.clone()
+        }
+    }
+
     fn send(&self, client: &reqwest::Client, router: SocketAddr) -> reqwest::RequestBuilder {
         let mut request =
             client.request(self.method.clone(), format!("http://{router}{}", self.path));
@@ -211,13 +228,7 @@ async fn flood(router: SocketAddr, venue: Venue, rate: f64, duration: Duration) 
 
 fn assert_proof(venue: Venue, sim: &SimHandle, run: &Run, allowed: f64) {
     let stats = sim.stats();
-    let s = match venue {
-        Venue::Coinbase => &stats.coinbase,
-        Venue::Binance => &stats.binance,
-        Venue::Deribit => &stats.deribit,
-        Venue::Kraken => &stats.kraken,
-        Venue::KrakenFutures => &stats.kraken_futures,
-    };
+    let s = stats.venue(venue);
     assert!(
         run.other.is_empty(),
         "{venue:?}: unexpected answers {:?}",
@@ -259,7 +270,7 @@ async fn coinbase_token_bucket_is_never_tripped() {
         b.refill_per_second = Some(10.0);
     });
     venue.max_wait_ms = 500;
-    let (router, _) = start_router(BTreeMap::from([("coinbase".into(), venue)])).await;
+    let (router, _) = start_one("coinbase", venue).await;
     let run = flood(router, Venue::Coinbase, 30.0, RUN).await;
     assert_proof(Venue::Coinbase, &sim, &run, 10.0 + 10.0 * RUN.as_secs_f64());
 }
@@ -277,16 +288,13 @@ async fn binance_clock_aligned_order_windows_are_never_tripped() {
         b.guard_ms = 20;
     });
     venue.max_wait_ms = 1000;
-    let (router, _) = start_router(BTreeMap::from([("binance".into(), venue)])).await;
+    let (router, _) = start_one("binance", venue).await;
     // Start 200 ms into a window: the bot has calls enough for that first
     // window (a run that began 10 ms before a boundary would not, and the
     // venue's allowance would not be what limited it), and the run ends
     // 200 ms into its ninth window, after that window's 20 have left.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    tokio::time::sleep(Duration::from_millis((1000 - now % 1000) as u64 + 200)).await;
+    let into = local_now_ms() as u128 % 1000;
+    tokio::time::sleep(Duration::from_millis((1000 - into) as u64 + 200)).await;
     let run = flood(router, Venue::Binance, 60.0, RUN).await;
     // Nine windows, each worth 20.
     assert_proof(Venue::Binance, &sim, &run, 20.0 * (RUN.as_secs_f64() + 1.0));
@@ -306,7 +314,7 @@ async fn deribit_matching_engine_credits_are_never_tripped() {
         b.refill_per_second = Some(10.0);
     });
     venue.max_wait_ms = 500;
-    let (router, _) = start_router(BTreeMap::from([("deribit".into(), venue)])).await;
+    let (router, _) = start_one("deribit", venue).await;
     let run = flood(router, Venue::Deribit, 30.0, RUN).await;
     assert_proof(Venue::Deribit, &sim, &run, 10.0 + 10.0 * RUN.as_secs_f64());
 }
@@ -323,7 +331,7 @@ async fn kraken_per_pair_trading_counter_is_never_tripped() {
         b.decay_per_second = Some(10.0);
     });
     venue.max_wait_ms = 500;
-    let (router, _) = start_router(BTreeMap::from([("kraken".into(), venue)])).await;
+    let (router, _) = start_one("kraken", venue).await;
     let run = flood(router, Venue::Kraken, 30.0, RUN).await;
     assert_proof(Venue::Kraken, &sim, &run, 20.0 + 10.0 * RUN.as_secs_f64());
 }
@@ -341,7 +349,7 @@ async fn kraken_futures_cost_budget_is_never_tripped() {
         b.guard_ms = 20;
     });
     venue.max_wait_ms = 500;
-    let (router, _) = start_router(BTreeMap::from([("kraken-futures".into(), venue)])).await;
+    let (router, _) = start_one("kraken-futures", venue).await;
     // sendorder costs 10: 10 orders per second are allowed.
     let run = flood(router, Venue::KrakenFutures, 30.0, RUN).await;
     assert_proof(Venue::KrakenFutures, &sim, &run, 10.0 * RUN.as_secs_f64());
@@ -362,29 +370,8 @@ fn unlimited(mut config: VenueConfig) -> VenueConfig {
 
 fn faults(venue: Venue, set: impl FnOnce(&mut tollgate_sim::VenueFaults)) -> tollgate_sim::Faults {
     let mut f = tollgate_sim::Faults::default();
-    let v = match venue {
-        Venue::Coinbase => &mut f.coinbase,
-        Venue::Binance => &mut f.binance,
-        Venue::Deribit => &mut f.deribit,
-        Venue::Kraken => &mut f.kraken,
-        Venue::KrakenFutures => &mut f.kraken_futures,
-    };
-    set(v);
+    set(f.venue_mut(venue));
     f
-}
-
-async fn problem_code(response: reqwest::Response) -> (u16, Option<u64>, String) {
-    let status = response.status().as_u16();
-    let retry = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    (
-        status,
-        retry,
-        body["code"].as_str().unwrap_or_default().to_owned(),
-    )
 }
 
 #[tokio::test]
@@ -396,7 +383,7 @@ async fn a_429_storm_is_waited_out_per_retry_after_and_never_draws_a_418() {
     let sim = start_sim(config).await;
     let mut venue = shipped("binance", &sim, Venue::Binance);
     venue.max_wait_ms = 4000;
-    let (router, _) = start_router(BTreeMap::from([("binance".into(), venue)])).await;
+    let (router, _) = start_one("binance", venue).await;
     // A 6 s storm: probing every Retry-After (1 s) would earn 6 refusals and
     // a ban; the router doubles its wait on each refusal in a row.
     sim.set_faults(faults(Venue::Binance, |f| {
@@ -523,11 +510,7 @@ async fn signed_timestamps_follow_the_venues_clock() {
 /// `window_ms` window and out of the router's boundary guard (250 ms) after
 /// the last, so a test's window neither rolls under it nor starts guarded.
 async fn away_from_boundary(window_ms: u128, margin_ms: u128) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let into = now % window_ms;
+    let into = local_now_ms() as u128 % window_ms;
     let wait = if window_ms - into < margin_ms {
         window_ms - into + 300
     } else {
@@ -584,7 +567,7 @@ async fn binance_weight_header_shows_what_another_program_spent() {
         .clone();
     assert_eq!(weight["available"], 4.0, "{weight}");
     // ...so the next depth call (5) is held back locally, and a ping (1) is not.
-    let (status, retry, code) = problem_code(
+    let (status, retry, code) = problem(
         client
             .get(format!(
                 "http://{router}/binance/api/v3/depth?symbol=BTCUSDT&limit=5"
@@ -627,10 +610,7 @@ async fn coinbase_remaining_header_lowers_the_bucket() {
     ]))
     .await;
     let client = reqwest::Client::new();
-    let other_order = Order {
-        path: "/other/orders".into(),
-        ..order(Venue::Coinbase)
-    };
+    let other_order = order(Venue::Coinbase).to("/coinbase", "/other");
     for _ in 0..7 {
         assert_eq!(
             other_order
@@ -658,7 +638,7 @@ async fn coinbase_remaining_header_lowers_the_bucket() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // The venue has 1 left, held in reserve: the next needs a refill (2 s).
-    let (status, _, code) = problem_code(
+    let (status, _, code) = problem(
         order(Venue::Coinbase)
             .send(&client, router)
             .send()
@@ -719,10 +699,7 @@ async fn each_venue_refusal_opens_the_breaker_of_its_scope() {
     ];
     for (venue, prefix, other_prefix, text) in cases {
         let ours = order(venue);
-        let theirs = Order {
-            path: ours.path.replacen(prefix, other_prefix, 1),
-            ..ours.clone()
-        };
+        let theirs = ours.to(prefix, other_prefix);
         // Another program spends the account until the venue refuses it.
         let mut refused = false;
         for _ in 0..10 {
@@ -750,21 +727,24 @@ async fn each_venue_refusal_opens_the_breaker_of_its_scope() {
             assert!(body.contains(text), "{venue:?}: {body}");
         }
         // ...and the scope's breaker holds the next one locally.
-        let (status, retry, code) =
-            problem_code(ours.send(&client, router).send().await.unwrap()).await;
+        let (status, retry, code) = problem(ours.send(&client, router).send().await.unwrap()).await;
         assert_eq!((status, code.as_str()), (429, "venue_backoff"), "{venue:?}");
         assert!(retry.is_some_and(|r| r >= 1), "{venue:?}");
     }
     let stats = sim.stats();
     // Exactly one refusal per venue reached the router's own calls: the one
     // that taught it (the rest were the other program's).
-    for (venue, s) in [
-        (Venue::Coinbase, &stats.coinbase),
-        (Venue::Deribit, &stats.deribit),
-        (Venue::Kraken, &stats.kraken),
-        (Venue::KrakenFutures, &stats.kraken_futures),
+    for venue in [
+        Venue::Coinbase,
+        Venue::Deribit,
+        Venue::Kraken,
+        Venue::KrakenFutures,
     ] {
-        assert_eq!(s.rate_limited, 2, "{venue:?}: other's refusal + ours");
+        assert_eq!(
+            stats.venue(venue).rate_limited,
+            2,
+            "{venue:?}: other's refusal + ours"
+        );
     }
 }
 
@@ -815,7 +795,7 @@ async fn a_binance_ban_stops_every_call_on_the_ip() {
         .send()
         .await
         .unwrap();
-    let (status, retry, code) = problem_code(r).await;
+    let (status, retry, code) = problem(r).await;
     assert_eq!((status, code.as_str()), (429, "venue_banned"));
     assert!(retry.is_some_and(|r| r >= 60), "retry-after {retry:?}");
     assert_eq!(sim.stats().binance.requests, before);
@@ -849,10 +829,7 @@ async fn binance_order_count_resyncs_and_its_refusal_holds_orders_only() {
     .await;
     away_from_boundary(10_000, 4_000).await;
     let client = reqwest::Client::new();
-    let theirs = Order {
-        path: order(Venue::Binance).path.replacen("/binance", "/other", 1),
-        ..order(Venue::Binance)
-    };
+    let theirs = order(Venue::Binance).to("/binance", "/other");
     for _ in 0..2 {
         assert_eq!(
             theirs.send(&client, router).send().await.unwrap().status(),
@@ -887,7 +864,7 @@ async fn binance_order_count_resyncs_and_its_refusal_holds_orders_only() {
     assert_eq!(body["code"], -1015);
     // and the account's breaker holds further orders, while market data
     // (the IP's weight) still flows.
-    let (status, _, code) = problem_code(
+    let (status, _, code) = problem(
         order(Venue::Binance)
             .send(&client, router)
             .send()
@@ -946,7 +923,7 @@ async fn kraken_rest_counter_refusal_holds_the_keys_calls_but_not_trading() {
         .unwrap();
     assert_eq!(r.status(), 200, "Kraken refuses inside a 200");
     assert!(r.text().await.unwrap().contains("EAPI:Rate limit exceeded"));
-    let (status, _, code) = problem_code(
+    let (status, _, code) = problem(
         balance("kraken")
             .send(&client, router)
             .send()
@@ -991,10 +968,7 @@ async fn deribit_ends_the_session_on_10028_and_the_router_signs_in_again() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // Another program spends the sub-account's matching-engine credits.
-    let theirs = Order {
-        path: order(Venue::Deribit).path.replacen("/deribit", "/other", 1),
-        ..order(Venue::Deribit)
-    };
+    let theirs = order(Venue::Deribit).to("/deribit", "/other");
     for _ in 0..4 {
         let r = theirs.send(&client, router).send().await.unwrap();
         if r.status() != 200 {
@@ -1034,10 +1008,10 @@ async fn a_venue_that_does_not_answer_gets_a_504_and_no_second_try() {
     }));
     let mut venue = shipped("coinbase", &sim, Venue::Coinbase);
     venue.timeout_ms = 500;
-    let (router, _) = start_router(BTreeMap::from([("coinbase".into(), venue)])).await;
+    let (router, _) = start_one("coinbase", venue).await;
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let (status, _, code) = problem_code(
+    let (status, _, code) = problem(
         order(Venue::Coinbase)
             .send(&client, router)
             .send()
@@ -1061,7 +1035,7 @@ async fn a_batch_costs_base_plus_items_and_mixed_results_pass_through() {
     let sim = start_sim(SimConfig::default()).await;
     sim.set_faults(faults(Venue::KrakenFutures, |f| f.batch_mixed = Some(1.0)));
     let venue = shipped("kraken-futures", &sim, Venue::KrakenFutures);
-    let (router, state) = start_router(BTreeMap::from([("kraken-futures".into(), venue)])).await;
+    let (router, state) = start_one("kraken-futures", venue).await;
     let batch = serde_json::json!({"batchOrder": [
         {"order": "send", "order_tag": "a", "orderType": "lmt", "symbol": "PI_XBTUSD", "side": "buy", "size": 1, "limitPrice": 1000},
         {"order": "send", "order_tag": "b", "orderType": "lmt", "symbol": "PI_XBTUSD", "side": "buy", "size": 1, "limitPrice": 1000},
@@ -1113,9 +1087,9 @@ async fn a_connection_dropped_after_sending_is_an_unknown_outcome_not_a_502() {
         f.unknown_drop = Some(true);
     }));
     let venue = shipped("coinbase", &sim, Venue::Coinbase);
-    let (router, _) = start_router(BTreeMap::from([("coinbase".into(), venue)])).await;
+    let (router, _) = start_one("coinbase", venue).await;
     let client = reqwest::Client::new();
-    let (status, _, code) = problem_code(
+    let (status, _, code) = problem(
         order(Venue::Coinbase)
             .send(&client, router)
             .send()
@@ -1136,7 +1110,7 @@ async fn what_is_signed_is_what_is_sent_even_for_raw_characters() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sim = start_sim(SimConfig::default()).await;
     let venue = shipped("binance", &sim, Venue::Binance);
-    let (router, _) = start_router(BTreeMap::from([("binance".into(), venue)])).await;
+    let (router, _) = start_one("binance", venue).await;
     // A raw quote in the query: the HTTP client percent-encodes it on the
     // way out, so the router must sign the encoded form.
     let mut stream = tokio::net::TcpStream::connect(router).await.unwrap();

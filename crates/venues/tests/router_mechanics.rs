@@ -1,6 +1,9 @@
 //! The router's queue, local 429s, breaker and resync, over real HTTP
 //! against a scripted venue whose answers each test controls exactly.
 
+mod common;
+
+use common::problem;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -655,20 +658,6 @@ signed = true
     assert_eq!(seen.len(), 1);
     assert!(seen[0].2.get("accept-encoding").is_none());
     assert!(seen[0].1.contains("signature="));
-}
-
-async fn problem(response: reqwest::Response) -> (u16, Option<String>, String) {
-    let status = response.status().as_u16();
-    let retry = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    (
-        status,
-        retry,
-        body["code"].as_str().unwrap_or_default().to_owned(),
-    )
 }
 
 #[tokio::test]

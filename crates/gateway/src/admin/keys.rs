@@ -199,20 +199,9 @@ pub(crate) async fn create(
     };
     super::credentials::check_policy(&state, &credentials)?;
     let row = KeyRow {
-        secret_hash: SecretHash::of(id.as_str(), &secret),
-        id,
-        org_id,
-        name,
-        products,
-        status: KeyStatus::Active,
         expires_at,
-        previous_secret_hash: None,
-        previous_secret_expires_at: None,
-        created_at: now,
-        updated_at: now,
-        revoked_at: None,
-        quotas: Default::default(),
         credentials,
+        ..KeyRow::new_active(id, &secret, org_id, name, products, now)
     };
     state.store.create_key(&row).await?;
     let _ = state.directory.put_key(&row);

@@ -285,7 +285,6 @@ impl Accounts {
         anchor: UnixMillis,
         mut hold: Hold,
         charge: Micros,
-        balance_after: Option<i64>,
         now: UnixMillis,
     ) -> Settled {
         let state = self.state(org, now);
@@ -294,10 +293,6 @@ impl Accounts {
         let before = state.budget_percent();
         if let Ok(resolution) = hold.post(charge) {
             state.standing.resolve(resolution);
-        }
-        if let Some(balance) = balance_after {
-            // The store's balance is the truth (other entries may have landed).
-            state.standing.balance = Micros(balance);
         }
         state.day_spent = state.day_spent.saturating_add(charge.0);
         state.cycle_spent = state.cycle_spent.saturating_add(charge.0);
@@ -333,18 +328,25 @@ impl Accounts {
             .then(|| state.settings.clone())
     }
 
-    /// An entry posted outside a request (top-up, adjustment): mirror its balance.
-    pub fn posted(&self, org: &OrgId, balance_after: i64, now: UnixMillis) {
+    /// An entry written outside a request (top-up, adjustment, automatic
+    /// top-up): adds its amount to the mirrored balance.
+    ///
+    /// The mirror moves by each written entry's amount, never to a balance
+    /// read back from the store: entries are mirrored in whatever order
+    /// their writers get to it, and a balance read earlier than another
+    /// entry's mirroring would undo that entry.
+    pub fn posted(&self, org: &OrgId, amount: i64, now: UnixMillis) {
         let state = self.state(org, now);
-        state.lock().standing.balance = Micros(balance_after);
+        let mut state = state.lock();
+        state.standing.balance = Micros(state.standing.balance.0.saturating_add(amount));
     }
 
-    /// New settings from the admin API.
+    /// New settings (admin API, automatic top-up outcomes). The balance in
+    /// `row` is ignored: only written entries move it (see [`Self::posted`]).
     pub fn set_settings(&self, row: AccountRow, now: UnixMillis) {
         let state = self.state(&row.org_id, now);
         let mut state = state.lock();
         state.standing.credit_limit = Micros(row.credit_limit);
-        state.standing.balance = Micros(row.balance);
         state.settings = row;
     }
 }

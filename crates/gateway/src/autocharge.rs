@@ -18,7 +18,10 @@ use std::sync::Arc;
 use tollgate_core::cycle::monthly_cycle;
 use tollgate_core::ids::OrgId;
 use tollgate_core::time::UnixMillis;
-use tollgate_store::{AccountRow, EntryKind, NewEntry, Posted, Store, StoreResult};
+use tollgate_store::{
+    AccountRow, AutochargeAttempt, AutochargeOutcome, EntryKind, NewEntry, Posted, Store,
+    StoreResult,
+};
 
 /// Runs automatic top-ups.
 pub struct Autocharger {
@@ -102,8 +105,8 @@ impl Autocharger {
             return Ok(());
         };
         let now = self.clock.now();
-        let mut account = self.store.get_account(org).await?;
-        let auto = account.autocharge.clone();
+        let account = self.store.get_account(org).await?;
+        let auto = &account.autocharge;
         // Re-check against the stored truth.
         if !auto.enabled
             || account.payment_action_required
@@ -117,41 +120,45 @@ impl Autocharger {
         else {
             return Ok(());
         };
-        let month = monthly_cycle(UnixMillis(0), now);
-        let pending = self.store.autocharge_pending(org).await?;
-        let (attempts, this_month) = self.store.autocharge_stats(org, month.start).await?;
-        // A pending attempt (a crash, or an answer that never came) already
-        // counts toward the cap: it is retried below, not added.
-        let this_month = if pending.is_some() {
-            this_month - auto.amount
-        } else {
-            this_month
-        };
-        if auto
-            .monthly_cap
-            .is_some_and(|cap| this_month + auto.amount > cap)
-        {
-            let reference = format!("autocharge_cap:{}", month.start.0);
-            self.notify(org, "autocharge_cap_reached", &reference, serde_json::json!({"monthly_cap_micros": auto.monthly_cap, "this_month_micros": this_month})).await?;
-            return Ok(());
-        }
-        // The key is the attempt's sequence number. An attempt left pending
-        // (a crash, or an answer that never came) is retried under its own
-        // key, so the provider, which remembers keys, charges at most once.
-        let key = match pending {
-            Some(key) => key,
+        // An attempt left pending (a crash, or an answer that never came) is
+        // retried first, under its own key and with what it first sent: the
+        // provider remembers the key, so it charges at most once, and it
+        // refuses a key reused with other parameters. Its money may already
+        // be taken, so the cap does not stop it (it counts toward the cap).
+        let attempt = match self.store.autocharge_pending(org).await? {
+            Some(pending) => AutochargeAttempt {
+                customer: pending.customer.or(Some(customer)),
+                payment_method: pending.payment_method.or(Some(payment_method)),
+                ..pending
+            },
             None => {
-                let key = format!("autocharge:{org}:{}", attempts + 1);
-                self.store
-                    .autocharge_begin(org, &key, auto.amount, now)
-                    .await?;
-                key
+                let month = monthly_cycle(UnixMillis(0), now);
+                let (attempts, this_month) = self.store.autocharge_stats(org, month.start).await?;
+                if auto
+                    .monthly_cap
+                    .is_some_and(|cap| this_month + auto.amount > cap)
+                {
+                    let reference = format!("autocharge_cap:{}", month.start.0);
+                    self.notify(org, "autocharge_cap_reached", &reference, serde_json::json!({"monthly_cap_micros": auto.monthly_cap, "this_month_micros": this_month})).await?;
+                    return Ok(());
+                }
+                // The key is the attempt's sequence number, recorded with
+                // what it charges before the provider hears of it.
+                let attempt = AutochargeAttempt {
+                    key: format!("autocharge:{org}:{}", attempts + 1),
+                    amount: auto.amount,
+                    customer: Some(customer),
+                    payment_method: Some(payment_method),
+                };
+                self.store.autocharge_begin(org, &attempt, now).await?;
+                attempt
             }
         };
+        let key = attempt.key.clone();
         let request = ChargeRequest {
-            customer,
-            payment_method,
-            amount_micros: auto.amount,
+            customer: attempt.customer.clone().unwrap_or_default(),
+            payment_method: attempt.payment_method.clone().unwrap_or_default(),
+            amount_micros: attempt.amount,
             currency: self.currency.clone(),
             idempotency_key: key.clone(),
             description: format!("tollgate automatic top-up for {org}"),
@@ -165,7 +172,7 @@ impl Autocharger {
                     .post_entries(&[NewEntry {
                         org_id: org.clone(),
                         kind: EntryKind::Autocharge,
-                        amount: auto.amount,
+                        amount: attempt.amount,
                         reference: key.clone(),
                         detail: serde_json::json!({ "payment_id": payment_id }).to_string(),
                         created_at: now,
@@ -174,14 +181,11 @@ impl Autocharger {
                 self.store
                     .autocharge_finish(&key, "succeeded", Some(&payment_id), None, now)
                     .await?;
-                if let Some(Posted::Written { balance_after }) = posted.first() {
-                    self.accounts.posted(org, *balance_after, now);
+                if let Some(Posted::Written { .. }) = posted.first() {
+                    self.accounts.posted(org, attempt.amount, now);
                 }
-                if account.autocharge.failures > 0 {
-                    account.autocharge.failures = 0;
-                    self.save(&account, now).await?;
-                }
-                tracing::info!(org_id = %org, amount = auto.amount, "autocharge succeeded");
+                self.record(org, AutochargeOutcome::Succeeded, now).await?;
+                tracing::info!(org_id = %org, amount = attempt.amount, "autocharge succeeded");
             }
             Ok(ChargeOutcome::RequiresAction(payment_id)) => {
                 self.store
@@ -193,62 +197,56 @@ impl Autocharger {
                         now,
                     )
                     .await?;
-                account.payment_action_required = true;
-                self.save(&account, now).await?;
+                self.record(org, AutochargeOutcome::ActionRequired, now)
+                    .await?;
                 self.notify(
                     org,
                     "payment_action_required",
                     &key,
-                    serde_json::json!({"payment_id": payment_id, "amount_micros": auto.amount}),
+                    serde_json::json!({"payment_id": payment_id, "amount_micros": attempt.amount}),
                 )
                 .await?;
                 tracing::warn!(org_id = %org, "autocharge needs the customer's action; writes restricted");
             }
             Ok(ChargeOutcome::Declined(reason)) => {
-                self.failed(org, &mut account, &key, &reason, now).await?
+                self.store
+                    .autocharge_finish(&key, "failed", None, Some(&reason), now)
+                    .await?;
+                self.failed(org, &key, &reason, now).await?;
             }
             Err(error) => {
                 // The outcome is unknown: the payment may have gone through.
                 // Keep the attempt pending so the next try reuses its key.
-                self.count_failure(org, &mut account, &key, &error.to_string())
-                    .await?;
-                self.save(&account, now).await?;
+                self.failed(org, &key, &error.to_string(), now).await?;
             }
         }
         Ok(())
     }
 
+    /// Counts a failure on the stored account and says so; at the limit,
+    /// autocharge is off and a second notification says why.
     async fn failed(
         &self,
         org: &OrgId,
-        account: &mut AccountRow,
         key: &str,
         reason: &str,
         now: UnixMillis,
     ) -> StoreResult<()> {
-        self.store
-            .autocharge_finish(key, "failed", None, Some(reason), now)
-            .await?;
-        self.count_failure(org, account, key, reason).await?;
-        self.save(account, now).await
-    }
-
-    async fn count_failure(
-        &self,
-        org: &OrgId,
-        account: &mut AccountRow,
-        key: &str,
-        reason: &str,
-    ) -> StoreResult<()> {
-        account.autocharge.failures += 1;
-        let reference = format!("{key}:failure:{}", account.autocharge.failures);
-        self.notify(org, "autocharge_failed", &reference, serde_json::json!({"reason": reason, "consecutive_failures": account.autocharge.failures})).await?;
-        if account.autocharge.failures >= self.max_failures {
-            account.autocharge.enabled = false;
-            account.autocharge.disabled_reason = Some(format!(
-                "{} consecutive failures, the last: {reason}",
-                account.autocharge.failures
-            ));
+        let outcome = AutochargeOutcome::Failed {
+            reason,
+            disable_after: self.max_failures,
+        };
+        let account = self.record(org, outcome, now).await?;
+        let failures = account.autocharge.failures;
+        let reference = format!("{key}:failure:{failures}");
+        self.notify(
+            org,
+            "autocharge_failed",
+            &reference,
+            serde_json::json!({"reason": reason, "consecutive_failures": failures}),
+        )
+        .await?;
+        if failures == self.max_failures && !account.autocharge.enabled {
             self.notify(
                 org,
                 "autocharge_disabled",
@@ -261,9 +259,16 @@ impl Autocharger {
         Ok(())
     }
 
-    async fn save(&self, account: &AccountRow, now: UnixMillis) -> StoreResult<()> {
-        let saved = self.store.set_account_settings(account, now).await?;
-        self.accounts.set_settings(saved, now);
-        Ok(())
+    /// Writes an outcome to the stored account (only the fields it changes,
+    /// so settings changed meanwhile stay) and mirrors the account.
+    async fn record(
+        &self,
+        org: &OrgId,
+        outcome: AutochargeOutcome<'_>,
+        now: UnixMillis,
+    ) -> StoreResult<AccountRow> {
+        let account = self.store.autocharge_outcome(org, outcome, now).await?;
+        self.accounts.set_settings(account.clone(), now);
+        Ok(account)
     }
 }

@@ -201,6 +201,10 @@ pub struct PaymentsConfig {
     pub currency: String,
     /// Autocharge turns itself off after this many failures in a row.
     pub max_consecutive_failures: u32,
+    /// How long to wait for Stripe's answer to a top-up. One that does not
+    /// come in time is an unknown outcome: the attempt stays pending and is
+    /// retried under the same idempotency key.
+    pub timeout_ms: u64,
 }
 
 impl Default for PaymentsConfig {
@@ -210,6 +214,7 @@ impl Default for PaymentsConfig {
             stripe_secret_key: None,
             currency: "usd".into(),
             max_consecutive_failures: 3,
+            timeout_ms: 30_000,
         }
     }
 }

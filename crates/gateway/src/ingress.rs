@@ -56,7 +56,20 @@ impl Ingress {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let request_id = request_id::take_or_make(request.headers());
-        let (route, outcome) = self.pipeline(request, &peer, &request_id).await;
+        // The pipeline runs in a task of its own, so a client that goes away
+        // (hyper then drops this future) cannot stop it halfway: a hold is
+        // always resolved, a queued charge always mirrored, and an
+        // Idempotency-Key always completed or released, so the client's
+        // retry gets the stored answer instead of waiting out a lock.
+        let pipeline = {
+            let this = Arc::clone(&self);
+            let request_id = request_id.clone();
+            tokio::spawn(async move { this.pipeline(request, &peer, &request_id).await })
+        };
+        let (route, outcome) = match pipeline.await {
+            Ok(done) => done,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
         let label = route
             .and_then(|i| self.routes.get(i))
             .map_or("unmatched", |r| r.pattern.as_str());
@@ -333,16 +346,25 @@ impl Ingress {
                 let mut priced = usage;
                 priced[Meter::Request.index()] = 1;
                 priced[Meter::BytesOut.index()] = answer_bytes.unwrap_or(0);
-                self.settle(
-                    plan,
-                    hold,
-                    &priced,
-                    key,
-                    org_entry,
-                    &context.request_id,
-                    now,
-                )
-                .await?;
+                let settled = self
+                    .settle(
+                        plan,
+                        hold,
+                        &priced,
+                        key,
+                        org_entry,
+                        &context.request_id,
+                        now,
+                    )
+                    .await;
+                if let Err(refusal) = settled {
+                    // Not charged: the key is free for the retry the
+                    // refusal asks for.
+                    if let Some(ticket) = &ticket {
+                        idempotency::release(self.store.as_ref(), ticket).await;
+                    }
+                    return Err(refusal);
+                }
             }
         }
         if let Some(ticket) = &ticket {
@@ -451,31 +473,22 @@ impl Ingress {
             detail: detail.to_string(),
             created_at: now,
         };
-        let posted = if self.durability == crate::config::Durability::Relaxed {
+        if self.durability == crate::config::Durability::Relaxed {
             // store.durability = "relaxed": the answer waits for the entry to
             // be queued (bounded), not for it to be written.
             if let Err(error) = self.ledger.submit(entry).await {
                 tracing::error!(%error, request_id, "could not queue a charge (relaxed durability)");
             }
-            None
-        } else {
-            match self.ledger.post(entry).await {
-                Ok(tollgate_store::Posted::Written { balance_after }) => Some(balance_after),
-                Ok(tollgate_store::Posted::Duplicate) => None,
-                Err(error) => {
-                    tracing::error!(%error, request_id, "could not record a charge");
-                    self.accounts.unprice(&key.org_id, usage, now);
-                    self.accounts.void(&key.org_id, hold, now);
-                    return Err(Refusal::new(
-                        tollgate_core::Rejection::StoreUnavailable,
-                        "the charge could not be recorded; retry with the same Idempotency-Key",
-                    ));
-                }
-            }
-        };
-        let settled = self
-            .accounts
-            .settle(&key.org_id, anchor, hold, charge, posted, now);
+        } else if let Err(error) = self.ledger.post(entry).await {
+            tracing::error!(%error, request_id, "could not record a charge");
+            self.accounts.unprice(&key.org_id, usage, now);
+            self.accounts.void(&key.org_id, hold, now);
+            return Err(Refusal::new(
+                tollgate_core::Rejection::StoreUnavailable,
+                "the charge could not be recorded; retry with the same Idempotency-Key",
+            ));
+        }
+        let settled = self.accounts.settle(&key.org_id, anchor, hold, charge, now);
         if let Some(settings) = self.accounts.autocharge_due(&key.org_id, settled.balance) {
             // From the request path, not a poll; returns at once.
             self.autocharger

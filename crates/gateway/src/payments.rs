@@ -65,10 +65,11 @@ impl std::fmt::Debug for StripeProvider {
 }
 
 impl StripeProvider {
-    /// `base` is `https://api.stripe.com` in production.
-    pub fn new(base: &str, secret_key: &str) -> Result<Self, ProviderError> {
+    /// `base` is `https://api.stripe.com` in production; `timeout` bounds
+    /// each call (an answer that does not come is an unknown outcome).
+    pub fn new(base: &str, secret_key: &str, timeout: Duration) -> Result<Self, ProviderError> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(timeout)
             .build()
             .map_err(|e| ProviderError(e.to_string()))?;
         Ok(StripeProvider {

@@ -386,7 +386,8 @@ fn provider(config: &Config) -> anyhow::Result<Option<Arc<dyn PaymentProvider>>>
     let Some(key) = &config.payments.stripe_secret_key else {
         return Ok(None);
     };
-    let stripe = StripeProvider::new(&config.payments.stripe_api_base, key)
+    let timeout = Duration::from_millis(config.payments.timeout_ms);
+    let stripe = StripeProvider::new(&config.payments.stripe_api_base, key, timeout)
         .map_err(|e| anyhow::anyhow!("payments: {e}"))?;
     Ok(Some(Arc::new(stripe)))
 }

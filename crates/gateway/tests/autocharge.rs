@@ -13,6 +13,8 @@ use tollgate_gateway::config::PlanConfig;
 
 async fn gateway(stripe_addr: std::net::SocketAddr) -> TestGateway {
     TestGateway::start_with(move |config| {
+        // Shorter than the fake's stall, so a stalled call is an unknown outcome.
+        config.payments.timeout_ms = 800;
         let plan: PlanConfig =
             toml::from_str("[prices.request]\ntiers = [{ micros = 1000 }]\n").expect("plan");
         config.plans.insert("perreq".into(), plan);
@@ -209,7 +211,16 @@ async fn a_payment_that_needs_authentication_restricts_writes_until_resolved() {
             .json(&json!({}))
             .send()
     };
+    let seen = gw.upstream.count();
+    let (_, before) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
+        .await;
     expect_problem(write().await.expect("req"), 402, "payment_action_required").await;
+    let (_, after) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
+        .await;
+    assert_eq!(gw.upstream.count(), seen, "the upstream is not called");
+    assert_eq!(before["data"], after["data"], "nothing is charged");
     assert_eq!(
         gw.get("/v1/ticker", Some(&key)).await.status(),
         200,
@@ -225,5 +236,87 @@ async fn a_payment_that_needs_authentication_restricts_writes_until_resolved() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(write().await.expect("req").status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_retried_under_its_key_with_what_it_first_sent() {
+    let (fake, addr) = stripe::start().await;
+    let gw = gateway(addr).await;
+    let (org, key) = org_with_autocharge(&gw, "pm_card_visa").await;
+    // Stripe takes the payment but answers after tollgate gave up.
+    *fake.stall_next.lock() = 1;
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    for _ in 0..100 {
+        if !fake.calls.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // While that call runs, the operator changes the settings: a new amount
+    // and a budget. The attempt's outcome must not undo them.
+    let (status, _) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/orgs/{org}/autocharge"),
+            Some(json!({"enabled": true, "amount_micros": 2_000_000})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/orgs/{org}/account"),
+            Some(json!({"budget_micros": 50_000_000})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let after = wait_for(&gw, &org, |b| b["autocharge"]["consecutive_failures"] == 1).await;
+    assert_eq!(after["autocharge"]["amount_micros"], 2_000_000, "{after}");
+    assert_eq!(after["budget_micros"], 50_000_000, "{after}");
+    assert_eq!(after["balance_micros"], 2_000, "nothing credited yet");
+
+    // Once Stripe has finished, the next top-up retries the pending attempt:
+    // same key, the amount it first sent (1.00, not the new 2.00).
+    tokio::time::sleep(stripe::STALL).await;
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    let credited = wait_for(&gw, &org, |b| b["balance_micros"] == 1_001_000).await;
+    assert_eq!(credited["autocharge"]["consecutive_failures"], 0);
+    let calls = fake.calls.lock().clone();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let first_key = format!("autocharge:{org}:1");
+    for call in &calls {
+        assert_eq!(call.idempotency_key.as_deref(), Some(first_key.as_str()));
+    }
+    assert_eq!(
+        calls[0].params, calls[1].params,
+        "the retry sends what the first try sent"
+    );
+    assert_eq!(calls[1].params["amount"], "100");
+    let (_, ledger) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
+        .await;
+    let credits: Vec<&Value> = ledger["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|e| e["kind"] == "autocharge")
+        .collect();
+    assert_eq!(credits.len(), 1, "credited once: {ledger}");
+    assert_eq!(credits[0]["amount_micros"], 1_000_000);
+    assert_eq!(credits[0]["reference"], first_key);
+    let sum: i64 = ledger["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|e| e["amount_micros"].as_i64().expect("amount"))
+        .sum();
+    assert_eq!(sum, 1_001_000, "the balance is the sum of the ledger");
+    let kinds = notifications(&gw, &org).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "autocharge_failed").count(),
+        1,
+        "{kinds:?}"
+    );
     gw.stop().await;
 }

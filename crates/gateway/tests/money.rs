@@ -376,17 +376,21 @@ async fn budget_alerts_fire_once_and_an_exhausted_budget_makes_the_org_read_only
     );
     assert_eq!(balance(&gw, &org).await["read_only"], true);
 
-    // Writes are refused, reads still pass.
-    let write = gw
-        .http
-        .post(gw.url("/v1/orders"))
-        .bearer_auth(&key)
-        .header("Idempotency-Key", "w-1")
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("req");
-    expect_problem(write, 403, "budget_read_only").await;
+    // Writes are refused (the upstream not called, nothing charged), reads
+    // still pass.
+    let write = |idempotency_key: &'static str| {
+        gw.http
+            .post(gw.url("/v1/orders"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&json!({}))
+            .send()
+    };
+    let seen = gw.upstream.count();
+    let charged = ledger_sum(&gw, &org).await;
+    expect_problem(write("w-1").await.expect("req"), 403, "budget_read_only").await;
+    assert_eq!(gw.upstream.count(), seen, "the upstream is not called");
+    assert_eq!(ledger_sum(&gw, &org).await, charged, "nothing is charged");
     assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
     let (_, notes) = gw
         .admin_call(Method::GET, &format!("/orgs/{org}/notifications"), None)
@@ -404,16 +408,28 @@ async fn budget_alerts_fire_once_and_an_exhausted_budget_makes_the_org_read_only
         Some(json!({"budget_micros": 100000})),
     )
     .await;
-    let write = gw
-        .http
-        .post(gw.url("/v1/orders"))
-        .bearer_auth(&key)
-        .header("Idempotency-Key", "w-1")
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(write.status(), 200);
+    assert_eq!(write("w-1").await.expect("req").status(), 200);
+
+    // So does the next billing cycle: use the budget up again (5 requests
+    // of 1,000 so far), then move the clock past the cycle's end.
+    gw.admin_call(
+        Method::PUT,
+        &format!("/orgs/{org}/account"),
+        Some(json!({"budget_micros": 5000})),
+    )
+    .await;
+    let b = balance(&gw, &org).await;
+    assert_eq!(b["read_only"], true, "{b}");
+    expect_problem(write("w-2").await.expect("req"), 403, "budget_read_only").await;
+    let cycle_end = UnixMillis::parse_rfc3339(b["cycle_end"].as_str().expect("cycle_end"))
+        .expect("an RFC 3339 time");
+    gw.clock.set(cycle_end.plus_seconds(1));
+    assert_eq!(
+        write("w-2").await.expect("req").status(),
+        200,
+        "a new cycle starts with nothing spent"
+    );
+    assert_eq!(balance(&gw, &org).await["read_only"], false);
     gw.stop().await;
 }
 
@@ -588,5 +604,72 @@ async fn chunked_answers_are_priced_by_their_bytes_before_release() {
     let report = usage(&gw, &org).await;
     assert_eq!(used(&report, "bytes_out"), 30_000);
     assert_eq!(ledger_sum(&gw, &org).await.0, 100_000 - 17_000);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_request_leaves_no_hold_and_its_charge_mirrored() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "graduated").await;
+    top_up(&gw, &org, 1_000_000).await;
+    // The client gives up after 100 ms; the upstream answers after 400 ms.
+    let gone = gw
+        .http
+        .post(gw.url("/v1/orders"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "left-early")
+        .timeout(std::time::Duration::from_millis(100))
+        .json(&json!({"delay_ms": 400}))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client timed out");
+    assert!(
+        balance(&gw, &org).await["held_micros"].as_i64() > Some(0),
+        "held while the upstream works"
+    );
+    // The request went on without its client: the order was placed, so it
+    // is charged (1,000 for the request, 100,000 for the order), the hold is
+    // resolved, and the mirror equals the ledger.
+    let mut b = balance(&gw, &org).await;
+    for _ in 0..100 {
+        if b["held_micros"] == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        b = balance(&gw, &org).await;
+    }
+    assert_eq!(b["held_micros"], 0, "no hold left behind: {b}");
+    assert_eq!(ledger_sum(&gw, &org).await, (1_000_000 - 101_000, 2));
+    assert_eq!(b["balance_micros"], 1_000_000 - 101_000, "{b}");
+    // Its Idempotency-Key is completed (409 only while that finishes), so
+    // the client's retry gets the answer it missed and is not charged again.
+    let mut retry;
+    let mut tries = 0;
+    loop {
+        retry = gw
+            .http
+            .post(gw.url("/v1/orders"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", "left-early")
+            .json(&json!({"delay_ms": 400}))
+            .send()
+            .await
+            .expect("retry");
+        tries += 1;
+        if retry.status() != 409 || tries == 50 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(retry.status(), 200);
+    assert_eq!(
+        retry
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(gw.upstream.count(), 1, "the upstream saw the order once");
+    assert_eq!(ledger_sum(&gw, &org).await, (1_000_000 - 101_000, 2));
     gw.stop().await;
 }

@@ -13,9 +13,9 @@ mod rows;
 mod sqlite;
 
 pub use rows::{
-    AccountRow, AutochargeSettings, CertificatePin, CommitmentRow, EntryKind, EntryRow,
-    IdempotencyBegin, KeyCredentials, KeyRow, NewEntry, OrgRow, Posted, SealedSecret,
-    StoredResponse, UsageRow,
+    AccountRow, AutochargeAttempt, AutochargeOutcome, AutochargeSettings, CertificatePin,
+    CommitmentRow, EntryKind, EntryRow, IdempotencyBegin, KeyCredentials, KeyRow, NewEntry, OrgRow,
+    Posted, SealedSecret, StoredResponse, UsageRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -206,13 +206,13 @@ pub trait Store: Send + Sync + 'static {
         from: UnixMillis,
         to: UnixMillis,
     ) -> StoreResult<(i64, [u64; 5])>;
-    /// Records an autocharge attempt before the provider is called; `false`
-    /// if one with this key exists already.
+    /// Records an autocharge attempt (its key, amount, customer and payment
+    /// method) before the provider is called; `false` if one with this key
+    /// exists already.
     async fn autocharge_begin(
         &self,
         org: &OrgId,
-        key: &str,
-        amount: i64,
+        attempt: &AutochargeAttempt,
         now: UnixMillis,
     ) -> StoreResult<bool>;
     /// Records an attempt's outcome.
@@ -224,9 +224,18 @@ pub trait Store: Send + Sync + 'static {
         error: Option<&str>,
         now: UnixMillis,
     ) -> StoreResult<()>;
-    /// The key of an attempt left pending (a crash or an unknown outcome),
-    /// to retry under the same key.
-    async fn autocharge_pending(&self, org: &OrgId) -> StoreResult<Option<String>>;
+    /// The oldest attempt left pending (a crash or an unknown outcome), to
+    /// retry under the same key with the same parameters.
+    async fn autocharge_pending(&self, org: &OrgId) -> StoreResult<Option<AutochargeAttempt>>;
+    /// Records what an attempt's outcome changes on the account, in one
+    /// statement on the stored row so that settings changed meanwhile (by
+    /// the admin API) are kept; returns the account.
+    async fn autocharge_outcome(
+        &self,
+        org: &OrgId,
+        outcome: AutochargeOutcome<'_>,
+        now: UnixMillis,
+    ) -> StoreResult<AccountRow>;
     /// Number of attempts ever made for an organization, and the amount of
     /// succeeded or pending ones at or after `since`.
     async fn autocharge_stats(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(u64, i64)>;

@@ -254,6 +254,38 @@ pub struct AutochargeSettings {
     pub disabled_reason: Option<String>,
 }
 
+/// One automatic top-up attempt: what is sent to the payment provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutochargeAttempt {
+    /// The idempotency key, also the ledger reference of its credit.
+    pub key: String,
+    /// Micro-units.
+    pub amount: i64,
+    /// The provider's customer id (`None` only for attempts recorded before
+    /// customers were recorded with them).
+    pub customer: Option<String>,
+    /// The saved payment method (the same caveat).
+    pub payment_method: Option<String>,
+}
+
+/// What an attempt's outcome changes on the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutochargeOutcome<'a> {
+    /// The payment succeeded: the failure count starts again from zero.
+    Succeeded,
+    /// The payment waits for the customer's action: writes are restricted.
+    ActionRequired,
+    /// The payment failed or its outcome is unknown: one more failure; at
+    /// `disable_after` failures in a row autocharge turns itself off and
+    /// records why.
+    Failed {
+        /// Why, as the provider said it.
+        reason: &'a str,
+        /// Consecutive failures that turn autocharge off.
+        disable_after: u32,
+    },
+}
+
 /// The kind of a ledger entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {

@@ -1,9 +1,9 @@
 //! The embedded backend: SQLite in one file.
 
 use crate::{
-    AccountRow, AutochargeSettings, CommitmentRow, EntryKind, EntryRow, IdempotencyBegin,
-    KeyCredentials, KeyRow, NewEntry, OrgRow, Posted, Store, StoreError, StoreResult,
-    StoredResponse, UsageRow, key_status_text, org_status_text,
+    AccountRow, AutochargeAttempt, AutochargeOutcome, AutochargeSettings, CommitmentRow, EntryKind,
+    EntryRow, IdempotencyBegin, KeyCredentials, KeyRow, NewEntry, OrgRow, Posted, Store,
+    StoreError, StoreResult, StoredResponse, UsageRow, key_status_text, org_status_text,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -923,17 +923,19 @@ impl Store for SqliteStore {
     async fn autocharge_begin(
         &self,
         org: &OrgId,
-        key: &str,
-        amount: i64,
+        attempt: &AutochargeAttempt,
         now: UnixMillis,
     ) -> StoreResult<bool> {
         let done = query(
-            "INSERT INTO autocharges (idempotency_key, org_id, amount, state, created_at, updated_at) \
-             VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+            "INSERT INTO autocharges (idempotency_key, org_id, amount, customer, payment_method, \
+                 state, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
         )
-        .bind(key)
+        .bind(&attempt.key)
         .bind(org.as_str())
-        .bind(amount)
+        .bind(attempt.amount)
+        .bind(&attempt.customer)
+        .bind(&attempt.payment_method)
         .bind(now.0)
         .bind(now.0)
         .execute(&self.pool)
@@ -960,17 +962,59 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn autocharge_pending(&self, org: &OrgId) -> StoreResult<Option<String>> {
+    async fn autocharge_pending(&self, org: &OrgId) -> StoreResult<Option<AutochargeAttempt>> {
         let row = query(
-            "SELECT idempotency_key FROM autocharges WHERE org_id = ? AND state = 'pending' \
-             ORDER BY created_at LIMIT 1",
+            "SELECT idempotency_key, amount, customer, payment_method FROM autocharges \
+             WHERE org_id = ? AND state = 'pending' ORDER BY created_at LIMIT 1",
         )
         .bind(org.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| r.try_get("idempotency_key"))
-            .transpose()
-            .map_err(Into::into)
+        row.map(|r| {
+            Ok(AutochargeAttempt {
+                key: r.try_get("idempotency_key")?,
+                amount: r.try_get("amount")?,
+                customer: r.try_get("customer")?,
+                payment_method: r.try_get("payment_method")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn autocharge_outcome(
+        &self,
+        org: &OrgId,
+        outcome: AutochargeOutcome<'_>,
+        now: UnixMillis,
+    ) -> StoreResult<AccountRow> {
+        // Every SET expression reads the row as it was before the update.
+        let update = match outcome {
+            AutochargeOutcome::Succeeded => query(
+                "UPDATE accounts SET autocharge_failures = 0, updated_at = ? WHERE org_id = ?",
+            )
+            .bind(now.0),
+            AutochargeOutcome::ActionRequired => query(
+                "UPDATE accounts SET payment_action_required = 1, updated_at = ? WHERE org_id = ?",
+            )
+            .bind(now.0),
+            AutochargeOutcome::Failed {
+                reason,
+                disable_after,
+            } => query(
+                "UPDATE accounts SET autocharge_failures = autocharge_failures + 1, \
+                   autocharge_enabled = CASE WHEN autocharge_failures + 1 >= ?1 THEN 0 \
+                     ELSE autocharge_enabled END, \
+                   autocharge_disabled_reason = CASE WHEN autocharge_failures + 1 >= ?1 \
+                     THEN (autocharge_failures + 1) || ' consecutive failures, the last: ' || ?2 \
+                     ELSE autocharge_disabled_reason END, \
+                   updated_at = ?3 WHERE org_id = ?4",
+            )
+            .bind(i64::from(disable_after))
+            .bind(reason)
+            .bind(now.0),
+        };
+        update.bind(org.as_str()).execute(&self.pool).await?;
+        self.get_account(org).await
     }
 
     async fn autocharge_stats(&self, org: &OrgId, since: UnixMillis) -> StoreResult<(u64, i64)> {

@@ -4,7 +4,9 @@ use tollgate_core::access::{KeyStatus, OrgStatus};
 use tollgate_core::api_key::SecretHash;
 use tollgate_core::ids::{KeyId, OrgId};
 use tollgate_core::time::UnixMillis;
-use tollgate_store::{KeyRow, OrgRow, SqliteStore, Store, StoreError};
+use tollgate_store::{
+    AutochargeAttempt, AutochargeOutcome, KeyRow, OrgRow, SqliteStore, Store, StoreError,
+};
 
 fn org(n: u8) -> OrgRow {
     OrgRow {
@@ -441,26 +443,34 @@ async fn ledger_entries_are_unique_by_reference_and_keep_the_balance() {
         (5_000, Some(2_000_000), 999_650)
     );
 
+    let attempt = AutochargeAttempt {
+        key: "autocharge:a:1".into(),
+        amount: 10_000,
+        customer: Some("cus_1".into()),
+        payment_method: Some("pm_1".into()),
+    };
     assert!(
         store
-            .autocharge_begin(&a.id, "autocharge:a:1", 10_000, UnixMillis(55))
+            .autocharge_begin(&a.id, &attempt, UnixMillis(55))
             .await
             .expect("begin")
     );
+    let other = AutochargeAttempt {
+        amount: 20_000,
+        payment_method: Some("pm_2".into()),
+        ..attempt.clone()
+    };
     assert!(
         !store
-            .autocharge_begin(&a.id, "autocharge:a:1", 10_000, UnixMillis(56))
+            .autocharge_begin(&a.id, &other, UnixMillis(56))
             .await
             .expect("begin"),
         "one row per key"
     );
     assert_eq!(
-        store
-            .autocharge_pending(&a.id)
-            .await
-            .expect("pending")
-            .as_deref(),
-        Some("autocharge:a:1")
+        store.autocharge_pending(&a.id).await.expect("pending"),
+        Some(attempt),
+        "the pending attempt as first recorded, parameters included"
     );
     assert_eq!(
         store
@@ -491,6 +501,59 @@ async fn ledger_entries_are_unique_by_reference_and_keep_the_balance() {
         (1, 0),
         "failed attempts do not count toward the cap"
     );
+
+    // An outcome changes only the autocharge state, on the stored row.
+    let mut on = saved.clone();
+    on.autocharge.enabled = true;
+    on.autocharge.failures = 0;
+    store
+        .set_account_settings(&on, UnixMillis(58))
+        .await
+        .expect("settings");
+    let declined = AutochargeOutcome::Failed {
+        reason: "card_declined",
+        disable_after: 2,
+    };
+    let once = store
+        .autocharge_outcome(&a.id, declined, UnixMillis(59))
+        .await
+        .expect("outcome");
+    assert_eq!(
+        (once.autocharge.failures, once.autocharge.enabled),
+        (1, true)
+    );
+    let twice = store
+        .autocharge_outcome(&a.id, declined, UnixMillis(60))
+        .await
+        .expect("outcome");
+    assert_eq!(
+        (
+            twice.autocharge.failures,
+            twice.autocharge.enabled,
+            twice.autocharge.disabled_reason.as_deref()
+        ),
+        (
+            2,
+            false,
+            Some("2 consecutive failures, the last: card_declined")
+        )
+    );
+    assert_eq!(
+        (twice.credit_limit, twice.budget),
+        (saved.credit_limit, saved.budget),
+        "other settings kept"
+    );
+    let reset = store
+        .autocharge_outcome(&a.id, AutochargeOutcome::Succeeded, UnixMillis(61))
+        .await
+        .expect("outcome");
+    assert_eq!(reset.autocharge.failures, 0);
+    assert!(!reset.payment_action_required);
+    let action = store
+        .autocharge_outcome(&a.id, AutochargeOutcome::ActionRequired, UnixMillis(62))
+        .await
+        .expect("outcome");
+    assert!(action.payment_action_required);
 
     assert!(
         store

@@ -326,8 +326,8 @@ async fn post_money(
     };
     let posted = state.store.post_entries(&[entry]).await?;
     let written = matches!(posted.first(), Some(Posted::Written { .. }));
-    if let Some(Posted::Written { balance_after }) = posted.first() {
-        state.accounts.posted(&org_id, *balance_after, now);
+    if written {
+        state.accounts.posted(&org_id, body.amount_micros, now);
         tracing::info!(%org_id, kind = kind.as_str(), amount = body.amount_micros, "ledger entry posted");
     }
     let view = state

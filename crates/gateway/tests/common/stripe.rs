@@ -2,11 +2,17 @@
 //! documented request and response shapes: form-encoded body, `Bearer
 //! sk_test_…`, a `Request-Id` on every answer, `{"error": {type, code,
 //! message, param, decline_code, payment_intent}}` on failure, and
-//! idempotency keys (same key and parameters: the first answer replayed with
-//! `Idempotent-Replayed: true`; same key, other parameters: 400
-//! `idempotency_error`). Test payment methods: `pm_card_visa` succeeds,
-//! `pm_card_chargeDeclined` is declined, `pm_card_authenticationRequired`
-//! needs authentication.
+//! idempotency keys as Stripe documents them: the first answer is stored once
+//! execution began and replayed with `Idempotent-Replayed: true` for the same
+//! key and parameters; other parameters get 400 `idempotency_error`; a key
+//! whose first request is still running gets 409 `idempotency_key_in_use`;
+//! a request that fails validation is not stored. Test payment methods:
+//! `pm_card_visa` succeeds, `pm_card_chargeDeclined` is declined (402
+//! `card_declined`), `pm_card_authenticationRequired` fails off-session with
+//! 402 `authentication_required` and leaves the PaymentIntent in
+//! `requires_payment_method`. `stall_next` makes the next calls execute and
+//! store their result but answer only after a delay, so a client that gives
+//! up does not know the outcome.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -32,8 +38,15 @@ pub struct FakeStripe {
     pub calls: Arc<Mutex<Vec<Call>>>,
     /// Idempotency key -> (params, status, body).
     stored: Arc<Mutex<HashMap<String, Stored>>>,
+    /// Keys whose first request is executing.
+    running: Arc<Mutex<std::collections::HashSet<String>>>,
     sequence: Arc<Mutex<u64>>,
+    /// The next this many calls answer only after `STALL`.
+    pub stall_next: Arc<Mutex<u32>>,
 }
+
+/// How long a stalled call takes to answer.
+pub const STALL: std::time::Duration = std::time::Duration::from_millis(2000);
 
 fn error(status: StatusCode, kind: &str, code: &str, message: &str, extra: Value) -> (u16, Value) {
     let mut body = json!({"error": {"type": kind, "code": code, "message": message, "doc_url": format!("https://stripe.com/docs/error-codes/{code}")}});
@@ -92,62 +105,109 @@ async fn payment_intents(
         );
         return answer(status, body, false);
     }
-    if let Some(key) = &key
-        && let Some((stored_params, status, body)) = fake.stored.lock().get(key).cloned()
-    {
-        if stored_params != params {
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        let (status, body) = error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "parameter_invalid",
+            "Request bodies must be form-encoded (application/x-www-form-urlencoded).",
+            json!({}),
+        );
+        return answer(status, body, false);
+    }
+    if let Some(key) = &key {
+        if fake.running.lock().contains(key) {
             let (status, body) = error(
-                StatusCode::BAD_REQUEST,
-                "idempotency_error",
+                StatusCode::CONFLICT,
+                "invalid_request_error",
                 "idempotency_key_in_use",
-                "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                "There is currently another in-progress request using this Stripe token (probably the same idempotent key).",
                 json!({}),
             );
             return answer(status, body, false);
         }
-        return answer(status, body, true);
+        if let Some((stored_params, status, body)) = fake.stored.lock().get(key).cloned() {
+            if stored_params != params {
+                let mut body = json!({"error": {"type": "idempotency_error", "message": format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request.")}});
+                body["error"]["doc_url"] =
+                    "https://stripe.com/docs/error-codes/idempotency-error".into();
+                return answer(400, body, false);
+            }
+            return answer(status, body, true);
+        }
     }
-    let (status, body) = decide(&params, &fake);
+    let (status, body) = match validate(&params) {
+        // Validation failed: execution never began, nothing is stored.
+        Err((status, body)) => return answer(status, body, false),
+        Ok(amount) => decide(&params, amount, &fake),
+    };
+    let stall = {
+        let mut next = fake.stall_next.lock();
+        let stall = *next > 0;
+        *next = next.saturating_sub(1);
+        stall
+    };
     if let Some(key) = key {
         fake.stored
             .lock()
-            .insert(key, (params, status, body.clone()));
+            .insert(key.clone(), (params, status, body.clone()));
+        if stall {
+            // Running until STALL has passed, whether or not the client
+            // waits (hyper drops this future when the client leaves).
+            fake.running.lock().insert(key.clone());
+            let running = Arc::clone(&fake.running);
+            tokio::spawn(async move {
+                tokio::time::sleep(STALL).await;
+                running.lock().remove(&key);
+            });
+            tokio::time::sleep(STALL).await;
+        }
     }
     answer(status, body, false)
 }
 
-fn decide(params: &HashMap<String, String>, fake: &FakeStripe) -> (u16, Value) {
+/// Parameter validation; the amount in cents when it passes.
+fn validate(params: &HashMap<String, String>) -> Result<i64, (u16, Value)> {
     for required in ["amount", "currency", "customer", "payment_method"] {
         if !params.contains_key(required) {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "parameter_missing",
                 &format!("Missing required param: {required}."),
                 json!({"param": required}),
-            );
+            ));
         }
     }
     let Some(amount) = params["amount"].parse::<i64>().ok().filter(|a| *a >= 50) else {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "amount_too_small",
             "Amount must be at least 50 cents",
             json!({"param": "amount"}),
-        );
+        ));
     };
     if params.get("confirm").map(String::as_str) != Some("true")
         || params.get("off_session").map(String::as_str) != Some("true")
     {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "parameter_invalid",
             "an off-session top-up needs confirm=true and off_session=true",
             json!({}),
-        );
+        ));
     }
+    Ok(amount)
+}
+
+/// The payment itself: what the test payment method does.
+fn decide(params: &HashMap<String, String>, amount: i64, fake: &FakeStripe) -> (u16, Value) {
     let id = format!("pi_fake{}", fake.calls.lock().len());
     let intent = |status: &str| json!({"id": id, "object": "payment_intent", "amount": amount, "currency": params["currency"], "customer": params["customer"], "payment_method": params["payment_method"], "status": status});
     match params["payment_method"].as_str() {
@@ -164,7 +224,9 @@ fn decide(params: &HashMap<String, String>, fake: &FakeStripe) -> (u16, Value) {
             "card_error",
             "authentication_required",
             "This payment requires authentication.",
-            json!({"payment_intent": intent("requires_action")}),
+            // Off-session, the customer is not there to authenticate: the
+            // attempt fails and the PaymentIntent waits for a new method.
+            json!({"decline_code": "authentication_required", "payment_intent": intent("requires_payment_method")}),
         ),
         _ => error(
             StatusCode::BAD_REQUEST,

@@ -1,7 +1,9 @@
 //! Automatic top-ups against a fake Stripe that follows the PaymentIntents
 //! API shape: one that succeeds, declines that turn autocharge off after
-//! three failures, and a payment that needs authentication, which restricts
-//! writes until it is resolved.
+//! three failures, a payment that needs authentication, which restricts
+//! writes until it is resolved, an unknown outcome retried under its key with
+//! what it first sent (one top-up in flight, admin changes kept), and the
+//! monthly cap.
 
 mod common;
 
@@ -253,8 +255,13 @@ async fn an_unknown_outcome_is_retried_under_its_key_with_what_it_first_sent() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // While that call runs, the operator changes the settings: a new amount
-    // and a budget. The attempt's outcome must not undo them.
+    // While that call runs, another charge below the threshold starts no
+    // second top-up (one in flight per organization).
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fake.calls.lock().len(), 1, "one top-up in flight");
+    // And the operator changes the settings: a new amount and a budget. The
+    // attempt's outcome must not undo them.
     let (status, _) = gw
         .admin_call(
             Method::PUT,
@@ -274,13 +281,13 @@ async fn an_unknown_outcome_is_retried_under_its_key_with_what_it_first_sent() {
     let after = wait_for(&gw, &org, |b| b["autocharge"]["consecutive_failures"] == 1).await;
     assert_eq!(after["autocharge"]["amount_micros"], 2_000_000, "{after}");
     assert_eq!(after["budget_micros"], 50_000_000, "{after}");
-    assert_eq!(after["balance_micros"], 2_000, "nothing credited yet");
+    assert_eq!(after["balance_micros"], 1_000, "nothing credited yet");
 
     // Once Stripe has finished, the next top-up retries the pending attempt:
     // same key, the amount it first sent (1.00, not the new 2.00).
     tokio::time::sleep(stripe::STALL).await;
     assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
-    let credited = wait_for(&gw, &org, |b| b["balance_micros"] == 1_001_000).await;
+    let credited = wait_for(&gw, &org, |b| b["balance_micros"] == 1_000_000).await;
     assert_eq!(credited["autocharge"]["consecutive_failures"], 0);
     let calls = fake.calls.lock().clone();
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -311,12 +318,70 @@ async fn an_unknown_outcome_is_retried_under_its_key_with_what_it_first_sent() {
         .iter()
         .map(|e| e["amount_micros"].as_i64().expect("amount"))
         .sum();
-    assert_eq!(sum, 1_001_000, "the balance is the sum of the ledger");
+    assert_eq!(sum, 1_000_000, "the balance is the sum of the ledger");
     let kinds = notifications(&gw, &org).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "autocharge_failed").count(),
         1,
         "{kinds:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn no_top_up_goes_past_the_monthly_cap() {
+    let (fake, addr) = stripe::start().await;
+    let gw = gateway(addr).await;
+    let (org, key) = org_with_autocharge(&gw, "pm_card_visa").await;
+    let (status, _) = gw
+        .admin_call(
+            Method::PUT,
+            &format!("/orgs/{org}/autocharge"),
+            Some(json!({"enabled": true, "monthly_cap_micros": 1_500_000})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    wait_for(&gw, &org, |b| b["balance_micros"] == 1_002_000).await;
+    // Spend it (an adjustment stands in for many requests), so the next
+    // charge is below the threshold again: a second 1.00 would make 2.00
+    // this month, past the 1.50 cap.
+    let (status, _) = gw
+        .admin_call(
+            Method::POST,
+            &format!("/orgs/{org}/adjustments"),
+            Some(json!({"amount_micros": -1_000_000, "reason": "spent elsewhere"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for _ in 0..2 {
+        assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    }
+    for _ in 0..100 {
+        if notifications(&gw, &org)
+            .await
+            .contains(&"autocharge_cap_reached".to_owned())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let kinds = notifications(&gw, &org).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "autocharge_cap_reached")
+            .count(),
+        1,
+        "once per month: {kinds:?}"
+    );
+    assert_eq!(fake.calls.lock().len(), 1, "Stripe was not called again");
+    let b = wait_for(&gw, &org, |_| true).await;
+    assert_eq!(b["balance_micros"], 0, "{b}");
+    assert_eq!(
+        b["autocharge"]["consecutive_failures"], 0,
+        "the cap is not a failure"
     );
     gw.stop().await;
 }

@@ -1,8 +1,10 @@
 //! Money over real HTTP: 402 when the account does not cover the hold,
 //! graduated prices charged exactly, exactly K of N concurrent requests
 //! admitted against a balance that covers K, the daily spend limit, budget
-//! alerts exactly once and read-only mode, no charge for failures and
-//! replays, and balances that equal the sum of their ledger entries.
+//! alerts exactly once and read-only mode (lifted by a higher budget or the
+//! next cycle), no charge for failures and replays, holds at the dearest
+//! tier, the tier position across a restart, a client that leaves
+//! mid-request, and balances that equal the sum of their ledger entries.
 
 mod common;
 
@@ -671,5 +673,90 @@ async fn a_client_that_goes_away_mid_request_leaves_no_hold_and_its_charge_mirro
     );
     assert_eq!(gw.upstream.count(), 1, "the upstream saw the order once");
     assert_eq!(ledger_sum(&gw, &org).await, (1_000_000 - 101_000, 2));
+    gw.stop().await;
+}
+
+/// Graduated prices, and orders that may send up to 3 orders each.
+fn orders_up_to_three(config: &mut tollgate_gateway::config::Config) {
+    config
+        .plans
+        .insert("graduated".into(), toml::from_str(GRADUATED).expect("plan"));
+    for route in &mut config.routes {
+        if route.path == "/v1/orders" {
+            route.max_units.insert("order_sent".into(), 3);
+        }
+    }
+}
+
+#[tokio::test]
+async fn holds_are_priced_at_the_highest_tier_and_the_tier_position_survives_restart() {
+    let gw = TestGateway::start_with(orders_up_to_three).await;
+    let (org, key) = payg_org(&gw, "graduated").await;
+    let order = |idempotency_key: String, delay_ms: u64| {
+        gw.http
+            .post(gw.url("/v1/orders"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&json!({ "delay_ms": delay_ms }))
+            .send()
+    };
+    // The hold: 1,000 for the request + 3 orders at the dearest tier
+    // (100,000 each) = 301,000, whatever the order will really cost.
+    top_up(&gw, &org, 300_999).await;
+    expect_problem(
+        order("o-1".into(), 0).await.expect("req"),
+        402,
+        "payment_required",
+    )
+    .await;
+    assert_eq!(gw.upstream.count(), 0, "the upstream is not called");
+    top_up(&gw, &org, 1).await;
+    let slow = tokio::spawn(order("o-1".into(), 300));
+    let mut held = Value::Null;
+    for _ in 0..50 {
+        held = balance(&gw, &org).await["held_micros"].clone();
+        if held != 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(held, 301_000, "held while in flight");
+    assert_eq!(slow.await.expect("join").expect("req").status(), 200);
+    // 301,000 - 101,000 left: top up so the next hold is covered again.
+    top_up(&gw, &org, 101_000).await;
+    assert_eq!(order("o-2".into(), 0).await.expect("req").status(), 200);
+    // Two orders in the first tier: 2 x 101,000.
+    let b = balance(&gw, &org).await;
+    assert_eq!(
+        (b["balance_micros"].as_i64(), b["held_micros"].as_i64()),
+        (Some(200_000), Some(0))
+    );
+
+    // After a restart the third order is priced in the second tier.
+    let dir = gw.dir.clone();
+    let clock = gw.clock.clone();
+    let sqlite = dir.path().join("tollgate.db");
+    gw.stop().await;
+    let (upstream, addr) = common::start_upstream().await;
+    let mut config = common::test_config(addr, &sqlite);
+    orders_up_to_three(&mut config);
+    let gw = TestGateway::start_on(config, upstream, dir, clock).await;
+    top_up(&gw, &org, 101_000).await;
+    let third = gw
+        .http
+        .post(gw.url("/v1/orders"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "o-3")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(third.status(), 200);
+    let b = balance(&gw, &org).await;
+    assert_eq!(b["balance_micros"], 301_000 - 51_000, "{b}");
+    assert_eq!(
+        b["budget_spent_micros"], 253_000,
+        "the cycle's spend is read back"
+    );
     gw.stop().await;
 }

@@ -279,6 +279,19 @@ enum OrgCommand {
         #[arg(long)]
         reference: Option<String>,
     },
+    /// Give back all or part of one request's charge (once per charge).
+    Refund {
+        id: String,
+        /// The charge entry's reference, as the ledger shows it (charge:…).
+        #[arg(long)]
+        charge: String,
+        /// Amount, a decimal; the whole charge when left out.
+        #[arg(long, value_parser = parse_amount)]
+        amount: Option<i64>,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
     /// Ledger entries, oldest first.
     Ledger {
         id: String,
@@ -966,6 +979,18 @@ async fn org(client: &AdminClient, command: OrgCommand) -> anyhow::Result<ExitCo
             let body = json!({ "amount_micros": amount, "reason": reason, "reference": reference });
             client
                 .call(Method::POST, &format!("/orgs/{id}/adjustments"), Some(body))
+                .await?
+        }
+        OrgCommand::Refund {
+            id,
+            charge,
+            amount,
+            reason,
+        } => {
+            let body =
+                json!({ "charge_reference": charge, "amount_micros": amount, "reason": reason });
+            client
+                .call(Method::POST, &format!("/orgs/{id}/refunds"), Some(body))
                 .await?
         }
         OrgCommand::Ledger { id, limit, after } => {

@@ -25,6 +25,7 @@ fn every_admin_code_is_documented() {
         ("unknown_product", 400),
         ("org_not_found", 404),
         ("key_not_found", 404),
+        ("charge_not_found", 404),
         ("not_found", 404),
         ("method_not_allowed", 405),
         ("key_revoked", 409),

@@ -760,3 +760,95 @@ async fn holds_are_priced_at_the_highest_tier_and_the_tier_position_survives_res
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_charge_is_refunded_at_most_once_and_never_for_more_than_it_cost() {
+    let gw = gateway().await;
+    let (org, key) = payg_org(&gw, "graduated").await;
+    top_up(&gw, &org, 1_000_000).await;
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    let (_, ledger) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
+        .await;
+    let entries = ledger["data"].as_array().expect("data");
+    let charge = entries
+        .iter()
+        .find(|e| e["kind"] == "charge")
+        .expect("a charge");
+    assert_eq!(charge["amount_micros"], -101_000);
+    let charge_reference = charge["reference"].as_str().expect("reference").to_owned();
+    let top_up_reference = entries
+        .iter()
+        .find(|e| e["kind"] == "top_up")
+        .expect("a top-up")["reference"]
+        .clone();
+    let refunds = format!("/orgs/{org}/refunds");
+    let refund = |body: Value| gw.admin_call(Method::POST, &refunds, Some(body));
+
+    for (body, status, code) in [
+        (
+            json!({"charge_reference": charge_reference, "reason": " "}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"charge_reference": charge_reference}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"charge_reference": "charge:nope", "reason": "r"}),
+            404,
+            "charge_not_found",
+        ),
+        (
+            json!({"charge_reference": top_up_reference, "reason": "r"}),
+            404,
+            "charge_not_found",
+        ),
+        (
+            json!({"charge_reference": charge_reference, "amount_micros": 101_001, "reason": "r"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"charge_reference": charge_reference, "amount_micros": 0, "reason": "r"}),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let (got, problem) = refund(body.clone()).await;
+        assert_eq!(
+            (got, problem["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {problem}"
+        );
+    }
+    assert_eq!(
+        ledger_sum(&gw, &org).await,
+        (899_000, 2),
+        "refused refunds write nothing"
+    );
+
+    let (status, first) = refund(json!({"charge_reference": charge_reference, "amount_micros": 1_000, "reason": "the order was rejected"})).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["entry"]["kind"], "refund");
+    assert_eq!(first["entry"]["amount_micros"], 1_000);
+    assert_eq!(
+        first["entry"]["reference"],
+        format!("refund:{charge_reference}")
+    );
+    assert_eq!(
+        first["entry"]["detail"]["charge_reference"],
+        charge_reference.as_str()
+    );
+    // A second refund of the same charge returns the first, writing nothing.
+    let (status, again) =
+        refund(json!({"charge_reference": charge_reference, "reason": "again"})).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["entry"], first["entry"]);
+    assert_eq!(ledger_sum(&gw, &org).await, (900_000, 3));
+    assert_eq!(balance(&gw, &org).await["balance_micros"], 900_000);
+    gw.stop().await;
+}

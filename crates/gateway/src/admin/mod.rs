@@ -187,6 +187,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/orgs/{id}/autocharge", put(money::set_autocharge))
         .route("/orgs/{id}/top-ups", post(money::top_up))
         .route("/orgs/{id}/adjustments", post(money::adjust))
+        .route("/orgs/{id}/refunds", post(money::refund))
         .route("/orgs/{id}/ledger", get(money::ledger))
         .route("/orgs/{id}/charged", get(money::charged))
         .route("/orgs/{id}/notifications", get(money::notifications))

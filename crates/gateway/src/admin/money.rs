@@ -320,15 +320,28 @@ async fn post_money(
         org_id: org_id.clone(),
         kind,
         amount: body.amount_micros,
-        reference: reference.clone(),
+        reference,
         detail,
         created_at: now,
     };
+    write_entry(&state, entry).await
+}
+
+/// Writes one entry written by the operator (idempotent by its reference)
+/// and mirrors it: 201 with the entry, or 200 with the existing one.
+async fn write_entry(state: &AdminState, entry: NewEntry) -> AdminResult<Response> {
+    let (org_id, kind, amount, reference, now) = (
+        entry.org_id.clone(),
+        entry.kind,
+        entry.amount,
+        entry.reference.clone(),
+        entry.created_at,
+    );
     let posted = state.store.post_entries(&[entry]).await?;
     let written = matches!(posted.first(), Some(Posted::Written { .. }));
     if written {
-        state.accounts.posted(&org_id, body.amount_micros, now);
-        tracing::info!(%org_id, kind = kind.as_str(), amount = body.amount_micros, "ledger entry posted");
+        state.accounts.posted(&org_id, amount, now);
+        tracing::info!(%org_id, kind = kind.as_str(), amount, "ledger entry posted");
     }
     let view = state
         .store
@@ -364,6 +377,67 @@ pub(crate) async fn adjust(
 ) -> AdminResult<Response> {
     let Json(body) = body?;
     post_money(state, id, body, EntryKind::Adjustment).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewRefund {
+    /// The `reference` of the charge entry to refund.
+    charge_reference: String,
+    /// Defaults to the whole charge.
+    #[serde(default)]
+    amount_micros: Option<i64>,
+    reason: String,
+}
+
+/// Gives back (part of) one charge: a `refund` entry whose reference is
+/// `refund:<charge reference>`, so a charge is refunded at most once.
+pub(crate) async fn refund(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<NewRefund>, JsonRejection>,
+) -> AdminResult<Response> {
+    let Json(body) = body?;
+    let org_id = parse_org_id(&id)?;
+    found_org(state.store.get_org(&org_id).await?, &org_id)?;
+    if body.reason.trim().is_empty() {
+        return Err(AdminError::invalid("a refund needs a reason"));
+    }
+    let charge = state
+        .store
+        .find_entry(&org_id, &body.charge_reference)
+        .await?
+        .filter(|row| row.entry.kind == EntryKind::Charge)
+        .ok_or_else(|| {
+            AdminError::not_found(
+                "charge_not_found",
+                format!(
+                    "the organization has no charge with reference {:?}",
+                    body.charge_reference
+                ),
+            )
+        })?;
+    let charged = -charge.entry.amount;
+    let amount = body.amount_micros.unwrap_or(charged);
+    if amount <= 0 || amount > charged {
+        return Err(AdminError::invalid(format!(
+            "amount_micros of a refund must be between 1 and the charge's {charged}"
+        )));
+    }
+    let detail = serde_json::json!({
+        "reason": body.reason,
+        "charge_reference": body.charge_reference,
+        "charge_id": charge.id,
+    });
+    let entry = NewEntry {
+        org_id,
+        kind: EntryKind::Refund,
+        amount,
+        reference: format!("refund:{}", body.charge_reference),
+        detail: detail.to_string(),
+        created_at: state.clock.now(),
+    };
+    write_entry(&state, entry).await
 }
 
 #[derive(Debug, Deserialize)]

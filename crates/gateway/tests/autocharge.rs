@@ -3,7 +3,7 @@
 //! three failures, a payment that needs authentication, which restricts
 //! writes until it is resolved, an unknown outcome retried under its key with
 //! what it first sent (one top-up in flight, admin changes kept), and the
-//! monthly cap.
+//! monthly cap, and a provider error that keeps the attempt pending.
 
 mod common;
 
@@ -383,5 +383,73 @@ async fn no_top_up_goes_past_the_monthly_cap() {
         b["autocharge"]["consecutive_failures"], 0,
         "the cap is not a failure"
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_error_keeps_the_attempt_pending_under_its_key() {
+    let (fake, addr) = stripe::start().await;
+    // A live key the (test-mode) fake refuses with 401: no payment is made,
+    // but tollgate cannot tell that from an answer it could not read.
+    let gw = TestGateway::start_with(move |config| {
+        let plan: PlanConfig =
+            toml::from_str("[prices.request]\ntiers = [{ micros = 1000 }]\n").expect("plan");
+        config.plans.insert("perreq".into(), plan);
+        config.payments.stripe_api_base = format!("http://{addr}");
+        config.payments.stripe_secret_key = Some("sk_live_wrong_000".into());
+    })
+    .await;
+    let (org, key) = org_with_autocharge(&gw, "pm_card_visa").await;
+    for failures in 1..=2u64 {
+        assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+        wait_for(&gw, &org, |b| {
+            b["autocharge"]["consecutive_failures"] == failures
+        })
+        .await;
+    }
+    let first_key = format!("autocharge:{org}:1");
+    let keys: Vec<Option<String>> = fake
+        .calls
+        .lock()
+        .iter()
+        .map(|c| c.idempotency_key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![Some(first_key.clone()), Some(first_key.clone())],
+        "the pending attempt is retried, not replaced"
+    );
+    let (_, notes) = gw
+        .admin_call(Method::GET, &format!("/orgs/{org}/notifications"), None)
+        .await;
+    let failed: Vec<&Value> = notes["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|n| n["kind"] == "autocharge_failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "{notes}");
+    assert!(
+        failed[0]["detail"]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("Invalid API Key"),
+        "{notes}"
+    );
+    let mut references: Vec<&str> = failed
+        .iter()
+        .map(|n| n["reference"].as_str().expect("reference"))
+        .collect();
+    references.sort_unstable();
+    assert_eq!(
+        references,
+        vec![
+            format!("{first_key}:failure:1"),
+            format!("{first_key}:failure:2")
+        ],
+        "one notification per failed try"
+    );
+    let b = wait_for(&gw, &org, |_| true).await;
+    assert_eq!(b["balance_micros"], 1_000, "nothing credited: {b}");
     gw.stop().await;
 }

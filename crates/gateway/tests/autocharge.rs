@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestGateway, expect_problem, stripe};
+use common::{TestGateway, expect_problem, of_kind, stripe};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -68,12 +68,8 @@ async fn wait_for(gw: &TestGateway, org: &str, what: impl Fn(&Value) -> bool) ->
 }
 
 async fn notifications(gw: &TestGateway, org: &str) -> Vec<String> {
-    let (_, notes) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/notifications"), None)
-        .await;
-    notes["data"]
-        .as_array()
-        .expect("data")
+    gw.notifications(org)
+        .await
         .iter()
         .map(|n| n["kind"].as_str().expect("kind").to_owned())
         .collect()
@@ -116,16 +112,8 @@ async fn a_charge_below_the_threshold_tops_up_once() {
             "{param}"
         );
     }
-    let (_, ledger) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
-        .await;
-    let autocharge = ledger["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .find(|e| e["kind"] == "autocharge")
-        .cloned()
-        .expect("entry");
+    let ledger = gw.ledger(&org).await;
+    let autocharge = of_kind(&ledger, "autocharge")[0];
     assert_eq!(autocharge["amount_micros"], 1_000_000);
     assert_eq!(autocharge["reference"], format!("autocharge:{org}:1"));
     assert_eq!(autocharge["detail"]["payment_id"], "pi_fake1");
@@ -205,24 +193,12 @@ async fn a_payment_that_needs_authentication_restricts_writes_until_resolved() {
             .await
             .contains(&"payment_action_required".to_owned())
     );
-    let write = || {
-        gw.http
-            .post(gw.url("/v1/orders"))
-            .bearer_auth(&key)
-            .header("Idempotency-Key", "after-sca")
-            .json(&json!({}))
-            .send()
-    };
+    let write = || gw.post_write("/v1/orders", &key, "after-sca", json!({}));
     let seen = gw.upstream.count();
-    let (_, before) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
-        .await;
-    expect_problem(write().await.expect("req"), 402, "payment_action_required").await;
-    let (_, after) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
-        .await;
+    let before = gw.ledger(&org).await;
+    expect_problem(write().await, 402, "payment_action_required").await;
     assert_eq!(gw.upstream.count(), seen, "the upstream is not called");
-    assert_eq!(before["data"], after["data"], "nothing is charged");
+    assert_eq!(gw.ledger(&org).await, before, "nothing is charged");
     assert_eq!(
         gw.get("/v1/ticker", Some(&key)).await.status(),
         200,
@@ -237,7 +213,7 @@ async fn a_payment_that_needs_authentication_restricts_writes_until_resolved() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(write().await.expect("req").status(), 200);
+    assert_eq!(write().await.status(), 200);
     gw.stop().await;
 }
 
@@ -300,21 +276,12 @@ async fn an_unknown_outcome_is_retried_under_its_key_with_what_it_first_sent() {
         "the retry sends what the first try sent"
     );
     assert_eq!(calls[1].params["amount"], "100");
-    let (_, ledger) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
-        .await;
-    let credits: Vec<&Value> = ledger["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .filter(|e| e["kind"] == "autocharge")
-        .collect();
-    assert_eq!(credits.len(), 1, "credited once: {ledger}");
+    let ledger = gw.ledger(&org).await;
+    let credits = of_kind(&ledger, "autocharge");
+    assert_eq!(credits.len(), 1, "credited once: {ledger:?}");
     assert_eq!(credits[0]["amount_micros"], 1_000_000);
     assert_eq!(credits[0]["reference"], first_key);
-    let sum: i64 = ledger["data"]
-        .as_array()
-        .expect("data")
+    let sum: i64 = ledger
         .iter()
         .map(|e| e["amount_micros"].as_i64().expect("amount"))
         .sum();
@@ -419,22 +386,15 @@ async fn a_provider_error_keeps_the_attempt_pending_under_its_key() {
         vec![Some(first_key.clone()), Some(first_key.clone())],
         "the pending attempt is retried, not replaced"
     );
-    let (_, notes) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/notifications"), None)
-        .await;
-    let failed: Vec<&Value> = notes["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .filter(|n| n["kind"] == "autocharge_failed")
-        .collect();
-    assert_eq!(failed.len(), 2, "{notes}");
+    let notes = gw.notifications(&org).await;
+    let failed = of_kind(&notes, "autocharge_failed");
+    assert_eq!(failed.len(), 2, "{notes:?}");
     assert!(
         failed[0]["detail"]["reason"]
             .as_str()
             .expect("reason")
             .contains("Invalid API Key"),
-        "{notes}"
+        "{notes:?}"
     );
     let mut references: Vec<&str> = failed
         .iter()

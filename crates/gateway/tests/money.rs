@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{TestGateway, expect_problem, usage, used};
+use common::{TestGateway, expect_problem, of_kind, usage, used};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tollgate_core::time::UnixMillis;
@@ -90,10 +90,7 @@ async fn balance(gw: &TestGateway, org: &str) -> Value {
 }
 
 async fn ledger_sum(gw: &TestGateway, org: &str) -> (i64, usize) {
-    let (_, ledger) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/ledger?limit=1000"), None)
-        .await;
-    let entries = ledger["data"].as_array().expect("data");
+    let entries = gw.ledger(org).await;
     (
         entries
             .iter()
@@ -191,12 +188,10 @@ async fn graduated_prices_are_charged_exactly_and_the_ledger_adds_up() {
         )
         .await;
     assert_eq!(status, 400);
-    let (_, ledger) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
-        .await;
+    let ledger = gw.ledger(&org).await;
     assert_eq!(
-        ledger["data"][1]["detail"]["units"],
-        json!({"request": 1, "order_sent": 1, "bytes_out": ledger["data"][1]["detail"]["units"]["bytes_out"]})
+        ledger[1]["detail"]["units"],
+        json!({"request": 1, "order_sent": 1, "bytes_out": ledger[1]["detail"]["units"]["bytes_out"]})
     );
     // Orgs not on pay-as-you-go are not charged.
     let plain = gw.create_org(Some("graduated")).await;
@@ -250,32 +245,16 @@ async fn failures_and_replays_are_not_charged() {
     let gw = gateway().await;
     let (org, key) = payg_org(&gw, "perreq").await;
     top_up(&gw, &org, 100_000).await;
-    let order = |idem: &'static str, body: Value| {
-        gw.http
-            .post(gw.url("/v1/orders"))
-            .bearer_auth(&key)
-            .header("Idempotency-Key", idem)
-            .json(&body)
-            .send()
-    };
-    assert_eq!(
-        order("fail-1", json!({"fail": true}))
-            .await
-            .expect("req")
-            .status(),
-        500
-    );
+    let order = |idem: &'static str, body: Value| gw.post_write("/v1/orders", &key, idem, body);
+    assert_eq!(order("fail-1", json!({"fail": true})).await.status(), 500);
     assert_eq!(
         balance(&gw, &org).await["balance_micros"],
         100_000,
         "a 5xx is not charged"
     );
-    assert_eq!(
-        order("o-1", json!({"qty": 1})).await.expect("req").status(),
-        200
-    );
+    assert_eq!(order("o-1", json!({"qty": 1})).await.status(), 200);
     assert_eq!(balance(&gw, &org).await["balance_micros"], 99_000);
-    let replay = order("o-1", json!({"qty": 1})).await.expect("req");
+    let replay = order("o-1", json!({"qty": 1})).await;
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     let b = balance(&gw, &org).await;
     assert_eq!(
@@ -361,12 +340,8 @@ async fn budget_alerts_fire_once_and_an_exhausted_budget_makes_the_org_read_only
     for _ in 0..3 {
         assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
     }
-    let (_, notes) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/notifications"), None)
-        .await;
-    let mut thresholds: Vec<i64> = notes["data"]
-        .as_array()
-        .expect("data")
+    let notes = gw.notifications(&org).await;
+    let mut thresholds: Vec<i64> = notes
         .iter()
         .map(|n| n["detail"]["threshold_percent"].as_i64().expect("t"))
         .collect();
@@ -374,34 +349,20 @@ async fn budget_alerts_fire_once_and_an_exhausted_budget_makes_the_org_read_only
     assert_eq!(
         thresholds,
         vec![50, 90, 100],
-        "each threshold once: {notes}"
+        "each threshold once: {notes:?}"
     );
     assert_eq!(balance(&gw, &org).await["read_only"], true);
 
     // Writes are refused (the upstream not called, nothing charged), reads
     // still pass.
-    let write = |idempotency_key: &'static str| {
-        gw.http
-            .post(gw.url("/v1/orders"))
-            .bearer_auth(&key)
-            .header("Idempotency-Key", idempotency_key)
-            .json(&json!({}))
-            .send()
-    };
+    let write = |idem: &'static str| gw.post_write("/v1/orders", &key, idem, json!({}));
     let seen = gw.upstream.count();
     let charged = ledger_sum(&gw, &org).await;
-    expect_problem(write("w-1").await.expect("req"), 403, "budget_read_only").await;
+    expect_problem(write("w-1").await, 403, "budget_read_only").await;
     assert_eq!(gw.upstream.count(), seen, "the upstream is not called");
     assert_eq!(ledger_sum(&gw, &org).await, charged, "nothing is charged");
     assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
-    let (_, notes) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/notifications"), None)
-        .await;
-    assert_eq!(
-        notes["data"].as_array().expect("data").len(),
-        3,
-        "no repeat alerts"
-    );
+    assert_eq!(gw.notifications(&org).await.len(), 3, "no repeat alerts");
 
     // Raising the budget lifts read-only at once.
     gw.admin_call(
@@ -410,7 +371,7 @@ async fn budget_alerts_fire_once_and_an_exhausted_budget_makes_the_org_read_only
         Some(json!({"budget_micros": 100000})),
     )
     .await;
-    assert_eq!(write("w-1").await.expect("req").status(), 200);
+    assert_eq!(write("w-1").await.status(), 200);
 
     // So does the next billing cycle: use the budget up again (5 requests
     // of 1,000 so far), then move the clock past the cycle's end.
@@ -422,12 +383,12 @@ async fn budget_alerts_fire_once_and_an_exhausted_budget_makes_the_org_read_only
     .await;
     let b = balance(&gw, &org).await;
     assert_eq!(b["read_only"], true, "{b}");
-    expect_problem(write("w-2").await.expect("req"), 403, "budget_read_only").await;
+    expect_problem(write("w-2").await, 403, "budget_read_only").await;
     let cycle_end = UnixMillis::parse_rfc3339(b["cycle_end"].as_str().expect("cycle_end"))
         .expect("an RFC 3339 time");
     gw.clock.set(cycle_end.plus_seconds(1));
     assert_eq!(
-        write("w-2").await.expect("req").status(),
+        write("w-2").await.status(),
         200,
         "a new cycle starts with nothing spent"
     );
@@ -596,12 +557,10 @@ async fn chunked_answers_are_priced_by_their_bytes_before_release() {
         balance(&gw, &org).await["balance_micros"],
         100_000 - 6000 - 1000 - 10_000
     );
-    let (_, ledger) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
-        .await;
+    let ledger = gw.ledger(&org).await;
     // Oldest first: the top-up, then the two charges.
-    assert_eq!(ledger["data"][1]["detail"]["units"]["bytes_out"], 5000);
-    assert_eq!(ledger["data"][2]["detail"]["units"]["bytes_out"], 10_000);
+    assert_eq!(ledger[1]["detail"]["units"]["bytes_out"], 5000);
+    assert_eq!(ledger[2]["detail"]["units"]["bytes_out"], 10_000);
     // Quotas still count every byte that streamed.
     let report = usage(&gw, &org).await;
     assert_eq!(used(&report, "bytes_out"), 30_000);
@@ -649,14 +608,8 @@ async fn a_client_that_goes_away_mid_request_leaves_no_hold_and_its_charge_mirro
     let mut tries = 0;
     loop {
         retry = gw
-            .http
-            .post(gw.url("/v1/orders"))
-            .bearer_auth(&key)
-            .header("Idempotency-Key", "left-early")
-            .json(&json!({"delay_ms": 400}))
-            .send()
-            .await
-            .expect("retry");
+            .post_write("/v1/orders", &key, "left-early", json!({"delay_ms": 400}))
+            .await;
         tries += 1;
         if retry.status() != 409 || tries == 50 {
             break;
@@ -742,15 +695,7 @@ async fn holds_are_priced_at_the_highest_tier_and_the_tier_position_survives_res
     orders_up_to_three(&mut config);
     let gw = TestGateway::start_on(config, upstream, dir, clock).await;
     top_up(&gw, &org, 101_000).await;
-    let third = gw
-        .http
-        .post(gw.url("/v1/orders"))
-        .bearer_auth(&key)
-        .header("Idempotency-Key", "o-3")
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("req");
+    let third = gw.post_write("/v1/orders", &key, "o-3", json!({})).await;
     assert_eq!(third.status(), 200);
     let b = balance(&gw, &org).await;
     assert_eq!(b["balance_micros"], 301_000 - 51_000, "{b}");
@@ -767,21 +712,11 @@ async fn a_charge_is_refunded_at_most_once_and_never_for_more_than_it_cost() {
     let (org, key) = payg_org(&gw, "graduated").await;
     top_up(&gw, &org, 1_000_000).await;
     assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
-    let (_, ledger) = gw
-        .admin_call(Method::GET, &format!("/orgs/{org}/ledger"), None)
-        .await;
-    let entries = ledger["data"].as_array().expect("data");
-    let charge = entries
-        .iter()
-        .find(|e| e["kind"] == "charge")
-        .expect("a charge");
+    let entries = gw.ledger(&org).await;
+    let charge = of_kind(&entries, "charge")[0];
     assert_eq!(charge["amount_micros"], -101_000);
     let charge_reference = charge["reference"].as_str().expect("reference").to_owned();
-    let top_up_reference = entries
-        .iter()
-        .find(|e| e["kind"] == "top_up")
-        .expect("a top-up")["reference"]
-        .clone();
+    let top_up_reference = of_kind(&entries, "top_up")[0]["reference"].clone();
     let refunds = format!("/orgs/{org}/refunds");
     let refund = |body: Value| gw.admin_call(Method::POST, &refunds, Some(body));
 

@@ -366,6 +366,41 @@ impl TestGateway {
         (org, id, key)
     }
 
+    /// POSTs a JSON body as `key` with an `Idempotency-Key` (a write route).
+    pub async fn post_write(
+        &self,
+        path: &str,
+        key: &str,
+        idempotency_key: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// An organization's ledger entries (up to 1,000), oldest first.
+    pub async fn ledger(&self, org: &str) -> Vec<Value> {
+        self.admin_list(&format!("/orgs/{org}/ledger?limit=1000"))
+            .await
+    }
+
+    /// An organization's notifications, newest first.
+    pub async fn notifications(&self, org: &str) -> Vec<Value> {
+        self.admin_list(&format!("/orgs/{org}/notifications")).await
+    }
+
+    async fn admin_list(&self, path: &str) -> Vec<Value> {
+        let (status, body) = self.admin_call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body["data"].as_array().expect("data").clone()
+    }
+
     pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
         let mut request = self.http.get(self.url(path));
         if let Some(key) = key {
@@ -373,6 +408,11 @@ impl TestGateway {
         }
         request.send().await.expect("request")
     }
+}
+
+/// The entries or notifications of one kind.
+pub fn of_kind<'a>(items: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    items.iter().filter(|item| item["kind"] == kind).collect()
 }
 
 /// The org's usage report for the current cycle.

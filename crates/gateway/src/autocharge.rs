@@ -23,6 +23,10 @@ use tollgate_store::{
     StoreResult,
 };
 
+/// How long a pending attempt is retried under its key: Stripe keeps
+/// idempotency keys for at least 24 hours; an hour is left as margin.
+const RETRY_WINDOW_MS: i64 = 23 * 3_600_000;
+
 /// Runs automatic top-ups.
 pub struct Autocharger {
     provider: Option<Arc<dyn PaymentProvider>>,
@@ -125,10 +129,21 @@ impl Autocharger {
         // provider remembers the key, so it charges at most once, and it
         // refuses a key reused with other parameters. Its money may already
         // be taken, so the cap does not stop it (it counts toward the cap).
-        let attempt = match self.store.autocharge_pending(org).await? {
-            Some(pending) => AutochargeAttempt {
+        // Stripe forgets a key after 24 hours, when a retry would be a new
+        // payment: past RETRY_WINDOW_MS the attempt is closed for the
+        // operator to reconcile, and a new one starts.
+        let mut pending = self.store.autocharge_pending(org).await?;
+        if let Some((stale, recorded_at)) = &pending
+            && now.0 - recorded_at.0 > RETRY_WINDOW_MS
+        {
+            self.unresolved(org, stale, now).await?;
+            pending = None;
+        }
+        let attempt = match pending {
+            Some((pending, _)) => AutochargeAttempt {
                 customer: pending.customer.or(Some(customer)),
                 payment_method: pending.payment_method.or(Some(payment_method)),
+                currency: pending.currency.or_else(|| Some(self.currency.clone())),
                 ..pending
             },
             None => {
@@ -149,6 +164,7 @@ impl Autocharger {
                     amount: auto.amount,
                     customer: Some(customer),
                     payment_method: Some(payment_method),
+                    currency: Some(self.currency.clone()),
                 };
                 self.store.autocharge_begin(org, &attempt, now).await?;
                 attempt
@@ -159,7 +175,7 @@ impl Autocharger {
             customer: attempt.customer.clone().unwrap_or_default(),
             payment_method: attempt.payment_method.clone().unwrap_or_default(),
             amount_micros: attempt.amount,
-            currency: self.currency.clone(),
+            currency: attempt.currency.clone().unwrap_or_default(),
             idempotency_key: key.clone(),
             description: format!("tollgate automatic top-up for {org}"),
         };
@@ -238,7 +254,10 @@ impl Autocharger {
         };
         let account = self.record(org, outcome, now).await?;
         let failures = account.autocharge.failures;
-        let reference = format!("{key}:failure:{failures}");
+        // Each try is its own event: the count starts again when autocharge
+        // is turned on again, and a pending key is tried more than once.
+        let event = uuid::Uuid::now_v7();
+        let reference = format!("{key}:failure:{event}");
         self.notify(
             org,
             "autocharge_failed",
@@ -246,16 +265,41 @@ impl Autocharger {
             serde_json::json!({"reason": reason, "consecutive_failures": failures}),
         )
         .await?;
-        if failures == self.max_failures && !account.autocharge.enabled {
+        // This run started with autocharge on, so off now means this
+        // failure (or, at the same moment, the operator) turned it off.
+        if failures >= self.max_failures && !account.autocharge.enabled {
             self.notify(
                 org,
                 "autocharge_disabled",
-                &format!("{key}:disabled"),
+                &format!("{key}:disabled:{event}"),
                 serde_json::json!({"reason": account.autocharge.disabled_reason}),
             )
             .await?;
             tracing::warn!(org_id = %org, "autocharge disabled after repeated failures");
         }
+        Ok(())
+    }
+
+    /// Closes a pending attempt too old to retry safely: it is marked
+    /// failed and the operator is told to look the payment up in Stripe.
+    async fn unresolved(
+        &self,
+        org: &OrgId,
+        attempt: &AutochargeAttempt,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        let reason = "outcome unknown and too old to retry under its key: reconcile in Stripe";
+        self.store
+            .autocharge_finish(&attempt.key, "failed", None, Some(reason), now)
+            .await?;
+        self.notify(
+            org,
+            "autocharge_unresolved",
+            &format!("{}:unresolved", attempt.key),
+            serde_json::json!({"idempotency_key": attempt.key, "amount_micros": attempt.amount, "reason": reason}),
+        )
+        .await?;
+        tracing::warn!(org_id = %org, "a pending autocharge attempt is too old to retry; reconcile it in Stripe");
         Ok(())
     }
 

@@ -68,7 +68,17 @@ impl Ingress {
         };
         let (route, outcome) = match pipeline.await {
             Ok(done) => done,
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled: only when the runtime shuts down.
+                Err(_) => (
+                    None,
+                    Err(Refusal::new(
+                        tollgate_core::Rejection::UpstreamUnavailable,
+                        "the gateway is shutting down",
+                    )),
+                ),
+            },
         };
         let label = route
             .and_then(|i| self.routes.get(i))
@@ -346,25 +356,20 @@ impl Ingress {
                 let mut priced = usage;
                 priced[Meter::Request.index()] = 1;
                 priced[Meter::BytesOut.index()] = answer_bytes.unwrap_or(0);
-                let settled = self
-                    .settle(
-                        plan,
-                        hold,
-                        &priced,
-                        key,
-                        org_entry,
-                        &context.request_id,
-                        now,
-                    )
-                    .await;
-                if let Err(refusal) = settled {
-                    // Not charged: the key is free for the retry the
-                    // refusal asks for.
-                    if let Some(ticket) = &ticket {
-                        idempotency::release(self.store.as_ref(), ticket).await;
-                    }
-                    return Err(refusal);
-                }
+                // If the charge cannot be written, the upstream has still
+                // run: an Idempotency-Key stays in flight until it lapses
+                // (lock timeout), so a retry is told to wait rather than run
+                // the request again at once.
+                self.settle(
+                    plan,
+                    hold,
+                    &priced,
+                    key,
+                    org_entry,
+                    &context.request_id,
+                    now,
+                )
+                .await?;
             }
         }
         if let Some(ticket) = &ticket {
@@ -376,6 +381,7 @@ impl Ingress {
                     &self.idempotency,
                     ticket,
                     response,
+                    self.forward.request_timeout,
                     now,
                 )
                 .await?;
@@ -485,7 +491,7 @@ impl Ingress {
             self.accounts.void(&key.org_id, hold, now);
             return Err(Refusal::new(
                 tollgate_core::Rejection::StoreUnavailable,
-                "the charge could not be recorded; retry with the same Idempotency-Key",
+                "the upstream answered but its charge could not be recorded; a retry with the same Idempotency-Key waits until the key's lock lapses",
             ));
         }
         let settled = self.accounts.settle(&key.org_id, anchor, hold, charge, now);

@@ -15,8 +15,8 @@ use tollgate_gateway::config::PlanConfig;
 
 async fn gateway(stripe_addr: std::net::SocketAddr) -> TestGateway {
     TestGateway::start_with(move |config| {
-        // Shorter than the fake's stall, so a stalled call is an unknown outcome.
-        config.payments.timeout_ms = 800;
+        // A stalled call to the fake is an unknown outcome after this.
+        config.payments.timeout_ms = 1500;
         let plan: PlanConfig =
             toml::from_str("[prices.request]\ntiers = [{ micros = 1000 }]\n").expect("plan");
         config.plans.insert("perreq".into(), plan);
@@ -261,7 +261,7 @@ async fn an_unknown_outcome_is_retried_under_its_key_with_what_it_first_sent() {
 
     // Once Stripe has finished, the next top-up retries the pending attempt:
     // same key, the amount it first sent (1.00, not the new 2.00).
-    tokio::time::sleep(stripe::STALL).await;
+    fake.release().await;
     assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
     let credited = wait_for(&gw, &org, |b| b["balance_micros"] == 1_000_000).await;
     assert_eq!(credited["autocharge"]["consecutive_failures"], 0);
@@ -396,20 +396,43 @@ async fn a_provider_error_keeps_the_attempt_pending_under_its_key() {
             .contains("Invalid API Key"),
         "{notes:?}"
     );
-    let mut references: Vec<&str> = failed
+    let references: std::collections::HashSet<&str> = failed
         .iter()
         .map(|n| n["reference"].as_str().expect("reference"))
         .collect();
-    references.sort_unstable();
-    assert_eq!(
-        references,
-        vec![
-            format!("{first_key}:failure:1"),
-            format!("{first_key}:failure:2")
-        ],
-        "one notification per failed try"
+    assert_eq!(references.len(), 2, "one notification per failed try");
+    assert!(
+        references
+            .iter()
+            .all(|r| r.starts_with(&format!("{first_key}:failure:"))),
+        "{references:?}"
     );
     let b = wait_for(&gw, &org, |_| true).await;
     assert_eq!(b["balance_micros"], 1_000, "nothing credited: {b}");
+
+    // A day later Stripe may have forgotten the key, and a retry under it
+    // would be a new payment: the attempt is closed for the operator to
+    // reconcile, and a new attempt with a new key starts.
+    gw.clock.advance_millis(24 * 3_600_000);
+    assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
+    wait_for(&gw, &org, |b| b["autocharge"]["enabled"] == false).await;
+    let keys: Vec<Option<String>> = fake
+        .calls
+        .lock()
+        .iter()
+        .map(|c| c.idempotency_key.clone())
+        .collect();
+    assert_eq!(
+        keys.last().cloned().flatten(),
+        Some(format!("autocharge:{org}:2")),
+        "{keys:?}"
+    );
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let notes = gw.notifications(&org).await;
+    let unresolved = of_kind(&notes, "autocharge_unresolved");
+    assert_eq!(unresolved.len(), 1, "{notes:?}");
+    assert_eq!(unresolved[0]["detail"]["idempotency_key"], first_key);
+    assert_eq!(unresolved[0]["detail"]["amount_micros"], 1_000_000);
+    assert_eq!(of_kind(&notes, "autocharge_disabled").len(), 1, "{notes:?}");
     gw.stop().await;
 }

@@ -573,14 +573,14 @@ async fn a_client_that_goes_away_mid_request_leaves_no_hold_and_its_charge_mirro
     let gw = gateway().await;
     let (org, key) = payg_org(&gw, "graduated").await;
     top_up(&gw, &org, 1_000_000).await;
-    // The client gives up after 100 ms; the upstream answers after 400 ms.
+    // The client gives up after 100 ms; the upstream answers after 700 ms.
     let gone = gw
         .http
         .post(gw.url("/v1/orders"))
         .bearer_auth(&key)
         .header("Idempotency-Key", "left-early")
         .timeout(std::time::Duration::from_millis(100))
-        .json(&json!({"delay_ms": 400}))
+        .json(&json!({"delay_ms": 700}))
         .send()
         .await;
     assert!(gone.is_err(), "the client timed out");
@@ -608,7 +608,7 @@ async fn a_client_that_goes_away_mid_request_leaves_no_hold_and_its_charge_mirro
     let mut tries = 0;
     loop {
         retry = gw
-            .post_write("/v1/orders", &key, "left-early", json!({"delay_ms": 400}))
+            .post_write("/v1/orders", &key, "left-early", json!({"delay_ms": 700}))
             .await;
         tries += 1;
         if retry.status() != 409 || tries == 50 {

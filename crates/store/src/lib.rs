@@ -225,8 +225,12 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMillis,
     ) -> StoreResult<()>;
     /// The oldest attempt left pending (a crash or an unknown outcome), to
-    /// retry under the same key with the same parameters.
-    async fn autocharge_pending(&self, org: &OrgId) -> StoreResult<Option<AutochargeAttempt>>;
+    /// retry under the same key with the same parameters, and when it was
+    /// recorded.
+    async fn autocharge_pending(
+        &self,
+        org: &OrgId,
+    ) -> StoreResult<Option<(AutochargeAttempt, UnixMillis)>>;
     /// Records what an attempt's outcome changes on the account, in one
     /// statement on the stored row so that settings changed meanwhile (by
     /// the admin API) are kept; returns the account.

@@ -266,6 +266,8 @@ pub struct AutochargeAttempt {
     pub customer: Option<String>,
     /// The saved payment method (the same caveat).
     pub payment_method: Option<String>,
+    /// The currency, as the provider spells it (the same caveat).
+    pub currency: Option<String>,
 }
 
 /// What an attempt's outcome changes on the account.

@@ -928,14 +928,15 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let done = query(
             "INSERT INTO autocharges (idempotency_key, org_id, amount, customer, payment_method, \
-                 state, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                 currency, state, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(&attempt.key)
         .bind(org.as_str())
         .bind(attempt.amount)
         .bind(&attempt.customer)
         .bind(&attempt.payment_method)
+        .bind(&attempt.currency)
         .bind(now.0)
         .bind(now.0)
         .execute(&self.pool)
@@ -962,21 +963,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn autocharge_pending(&self, org: &OrgId) -> StoreResult<Option<AutochargeAttempt>> {
+    async fn autocharge_pending(
+        &self,
+        org: &OrgId,
+    ) -> StoreResult<Option<(AutochargeAttempt, UnixMillis)>> {
         let row = query(
-            "SELECT idempotency_key, amount, customer, payment_method FROM autocharges \
-             WHERE org_id = ? AND state = 'pending' ORDER BY created_at LIMIT 1",
+            "SELECT idempotency_key, amount, customer, payment_method, currency, created_at \
+             FROM autocharges WHERE org_id = ? AND state = 'pending' ORDER BY created_at LIMIT 1",
         )
         .bind(org.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
-            Ok(AutochargeAttempt {
+            let attempt = AutochargeAttempt {
                 key: r.try_get("idempotency_key")?,
                 amount: r.try_get("amount")?,
                 customer: r.try_get("customer")?,
                 payment_method: r.try_get("payment_method")?,
-            })
+                currency: r.try_get("currency")?,
+            };
+            Ok((attempt, UnixMillis(r.try_get("created_at")?)))
         })
         .transpose()
     }

@@ -448,6 +448,7 @@ async fn ledger_entries_are_unique_by_reference_and_keep_the_balance() {
         amount: 10_000,
         customer: Some("cus_1".into()),
         payment_method: Some("pm_1".into()),
+        currency: Some("usd".into()),
     };
     assert!(
         store
@@ -469,7 +470,7 @@ async fn ledger_entries_are_unique_by_reference_and_keep_the_balance() {
     );
     assert_eq!(
         store.autocharge_pending(&a.id).await.expect("pending"),
-        Some(attempt),
+        Some((attempt, UnixMillis(55))),
         "the pending attempt as first recorded, parameters included"
     );
     assert_eq!(

@@ -398,11 +398,11 @@ pub(crate) async fn refund(
     body: Result<Json<NewRefund>, JsonRejection>,
 ) -> AdminResult<Response> {
     let Json(body) = body?;
-    let org_id = parse_org_id(&id)?;
-    found_org(state.store.get_org(&org_id).await?, &org_id)?;
     if body.reason.trim().is_empty() {
         return Err(AdminError::invalid("a refund needs a reason"));
     }
+    let org_id = parse_org_id(&id)?;
+    found_org(state.store.get_org(&org_id).await?, &org_id)?;
     let charge = state
         .store
         .find_entry(&org_id, &body.charge_reference)

@@ -197,32 +197,48 @@ pub async fn complete(
     config: &IdempotencyConfig,
     ticket: &Ticket,
     response: Response<ProxyBody>,
+    timeout: std::time::Duration,
     now: UnixMillis,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let (parts, mut body) = response.into_parts();
     let mut buffer = BytesMut::new();
     let mut omitted = false;
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(error) => {
-                // The upstream executed the request but its answer broke off.
-                // Keep the key in flight: it lapses after the lock timeout,
-                // and a retry until then is told to wait, not run twice.
-                tracing::warn!(%error, "upstream body failed after execution");
-                return Err(Refusal::new(
-                    Rejection::UpstreamUnavailable,
-                    "the upstream's answer broke off",
-                ));
+    // The upstream executed the request; if its answer breaks off or stalls,
+    // keep the key in flight: it lapses after the lock timeout, and a retry
+    // until then is told to wait, not run twice.
+    let reading = async {
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(error) => {
+                    tracing::warn!(%error, "upstream body failed after execution");
+                    return Err(Refusal::new(
+                        Rejection::UpstreamUnavailable,
+                        "the upstream's answer broke off",
+                    ));
+                }
+            };
+            // Trailers are not kept: answers worth replaying are plain bodies.
+            if let Ok(data) = frame.into_data() {
+                buffer.extend_from_slice(&data);
+                if buffer.len() > config.max_response_bytes {
+                    omitted = true;
+                    break;
+                }
             }
-        };
-        // Trailers are not kept: answers worth replaying are plain bodies.
-        if let Ok(data) = frame.into_data() {
-            buffer.extend_from_slice(&data);
-            if buffer.len() > config.max_response_bytes {
-                omitted = true;
-                break;
-            }
+        }
+        Ok(())
+    };
+    // Bounded: the pipeline runs detached from its client, so nothing else
+    // would end a read from an upstream that stalls mid-answer.
+    match tokio::time::timeout(timeout, reading).await {
+        Ok(read) => read?,
+        Err(_) => {
+            tracing::warn!("upstream body stalled after execution");
+            return Err(Refusal::new(
+                Rejection::UpstreamTimeout,
+                "the upstream's answer did not finish within the request timeout",
+            ));
         }
     }
     let headers: Vec<(String, String)> = parts

@@ -11,8 +11,8 @@
 //! `card_declined`), `pm_card_authenticationRequired` fails off-session with
 //! 402 `authentication_required` and leaves the PaymentIntent in
 //! `requires_payment_method`. `stall_next` makes the next calls execute and
-//! store their result but answer only after a delay, so a client that gives
-//! up does not know the outcome.
+//! store their result but answer only once the test calls `release`, so a
+//! client that gives up first does not know the outcome.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -41,12 +41,31 @@ pub struct FakeStripe {
     /// Keys whose first request is executing.
     running: Arc<Mutex<std::collections::HashSet<String>>>,
     sequence: Arc<Mutex<u64>>,
-    /// The next this many calls answer only after `STALL`.
+    /// The next this many calls answer only once `release` is called.
     pub stall_next: Arc<Mutex<u32>>,
+    released: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// How long a stalled call takes to answer.
-pub const STALL: std::time::Duration = std::time::Duration::from_millis(2000);
+impl FakeStripe {
+    /// Lets stalled calls finish, and waits until none is running.
+    pub async fn release(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..200 {
+            if self.running.lock().is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("stalled calls did not finish");
+    }
+}
+
+async fn until(flag: &std::sync::atomic::AtomicBool) {
+    while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
 
 fn error(status: StatusCode, kind: &str, code: &str, message: &str, extra: Value) -> (u16, Value) {
     let mut body = json!({"error": {"type": kind, "code": code, "message": message, "doc_url": format!("https://stripe.com/docs/error-codes/{code}")}});
@@ -156,15 +175,15 @@ async fn payment_intents(
             .lock()
             .insert(key.clone(), (params, status, body.clone()));
         if stall {
-            // Running until STALL has passed, whether or not the client
-            // waits (hyper drops this future when the client leaves).
+            // Running until released, whether or not the client waits
+            // (hyper drops this future when the client leaves).
             fake.running.lock().insert(key.clone());
-            let running = Arc::clone(&fake.running);
+            let (running, released) = (Arc::clone(&fake.running), Arc::clone(&fake.released));
             tokio::spawn(async move {
-                tokio::time::sleep(STALL).await;
+                until(&released).await;
                 running.lock().remove(&key);
             });
-            tokio::time::sleep(STALL).await;
+            until(&fake.released).await;
         }
     }
     answer(status, body, false)

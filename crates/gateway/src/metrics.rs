@@ -92,6 +92,14 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.handle.render()
     }
+
+    /// Folds recorded histogram samples into their buckets. A recorder
+    /// built without the exporter's own HTTP listener keeps every sample
+    /// until this runs, so it must run periodically or memory grows with
+    /// every request.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
 }
 
 /// This gateway's recorder, shared.

@@ -265,6 +265,11 @@ pub async fn run_with(
         Arc::clone(&store),
         Arc::clone(&clock),
         purge_every,
+        stop_rx.clone(),
+    ));
+    let upkeep_task = tokio::spawn(keep_metrics(
+        Arc::clone(&metrics),
+        METRICS_UPKEEP,
         stop_rx,
     ));
     shutdown.await;
@@ -281,6 +286,7 @@ pub async fn run_with(
     }
     let _ = flush_task.await;
     let _ = purge_task.await;
+    let _ = upkeep_task.await;
     // Counts of requests that finished while draining.
     flush_once(&limiter, store.as_ref()).await;
     Ok(())
@@ -331,6 +337,21 @@ async fn flush_once(limiter: &Limiter, store: &dyn Store) {
     if let Err(error) = store.save_usage(&rows).await {
         tracing::warn!(%error, rows = rows.len(), "could not save usage counters; retrying on the next flush");
         limiter.unsaved(rows);
+    }
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Runs the metrics recorder's upkeep every `every`, until stopped.
+async fn keep_metrics(metrics: Arc<Metrics>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => metrics.upkeep(),
+            _ = stop.changed() => break,
+        }
     }
 }
 

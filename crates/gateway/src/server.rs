@@ -267,11 +267,7 @@ pub async fn run_with(
         purge_every,
         stop_rx.clone(),
     ));
-    let upkeep_task = tokio::spawn(keep_metrics(
-        Arc::clone(&metrics),
-        METRICS_UPKEEP,
-        stop_rx,
-    ));
+    let upkeep_task = tokio::spawn(keep_metrics(Arc::clone(&metrics), METRICS_UPKEEP, stop_rx));
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);

@@ -139,12 +139,15 @@ impl Autocharger {
             self.unresolved(org, stale, now).await?;
             pending = None;
         }
-        let attempt = match pending {
-            Some((pending, _)) => AutochargeAttempt {
-                customer: pending.customer.or(Some(customer)),
-                payment_method: pending.payment_method.or(Some(payment_method)),
-                currency: pending.currency.or_else(|| Some(self.currency.clone())),
-                ..pending
+        let description = format!("tollgate automatic top-up for {org}");
+        let request = match pending {
+            Some((pending, _)) => ChargeRequest {
+                customer: pending.customer.unwrap_or(customer),
+                payment_method: pending.payment_method.unwrap_or(payment_method),
+                amount_micros: pending.amount,
+                currency: pending.currency.unwrap_or_else(|| self.currency.clone()),
+                idempotency_key: pending.key,
+                description,
             },
             None => {
                 let month = monthly_cycle(UnixMillis(0), now);
@@ -159,26 +162,26 @@ impl Autocharger {
                 }
                 // The key is the attempt's sequence number, recorded with
                 // what it charges before the provider hears of it.
+                let request = ChargeRequest {
+                    customer,
+                    payment_method,
+                    amount_micros: auto.amount,
+                    currency: self.currency.clone(),
+                    idempotency_key: format!("autocharge:{org}:{}", attempts + 1),
+                    description,
+                };
                 let attempt = AutochargeAttempt {
-                    key: format!("autocharge:{org}:{}", attempts + 1),
-                    amount: auto.amount,
-                    customer: Some(customer),
-                    payment_method: Some(payment_method),
-                    currency: Some(self.currency.clone()),
+                    key: request.idempotency_key.clone(),
+                    amount: request.amount_micros,
+                    customer: Some(request.customer.clone()),
+                    payment_method: Some(request.payment_method.clone()),
+                    currency: Some(request.currency.clone()),
                 };
                 self.store.autocharge_begin(org, &attempt, now).await?;
-                attempt
+                request
             }
         };
-        let key = attempt.key.clone();
-        let request = ChargeRequest {
-            customer: attempt.customer.clone().unwrap_or_default(),
-            payment_method: attempt.payment_method.clone().unwrap_or_default(),
-            amount_micros: attempt.amount,
-            currency: attempt.currency.clone().unwrap_or_default(),
-            idempotency_key: key.clone(),
-            description: format!("tollgate automatic top-up for {org}"),
-        };
+        let (key, amount) = (request.idempotency_key.clone(), request.amount_micros);
         let outcome = provider.charge(&request).await;
         let now = self.clock.now();
         match outcome {
@@ -188,7 +191,7 @@ impl Autocharger {
                     .post_entries(&[NewEntry {
                         org_id: org.clone(),
                         kind: EntryKind::Autocharge,
-                        amount: attempt.amount,
+                        amount,
                         reference: key.clone(),
                         detail: serde_json::json!({ "payment_id": payment_id }).to_string(),
                         created_at: now,
@@ -198,10 +201,10 @@ impl Autocharger {
                     .autocharge_finish(&key, "succeeded", Some(&payment_id), None, now)
                     .await?;
                 if let Some(Posted::Written { .. }) = posted.first() {
-                    self.accounts.posted(org, attempt.amount, now);
+                    self.accounts.posted(org, amount, now);
                 }
                 self.record(org, AutochargeOutcome::Succeeded, now).await?;
-                tracing::info!(org_id = %org, amount = attempt.amount, "autocharge succeeded");
+                tracing::info!(org_id = %org, amount = amount, "autocharge succeeded");
             }
             Ok(ChargeOutcome::RequiresAction(payment_id)) => {
                 self.store
@@ -219,7 +222,7 @@ impl Autocharger {
                     org,
                     "payment_action_required",
                     &key,
-                    serde_json::json!({"payment_id": payment_id, "amount_micros": attempt.amount}),
+                    serde_json::json!({"payment_id": payment_id, "amount_micros": amount}),
                 )
                 .await?;
                 tracing::warn!(org_id = %org, "autocharge needs the customer's action; writes restricted");

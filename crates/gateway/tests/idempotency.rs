@@ -314,14 +314,7 @@ async fn a_replay_survives_a_restart() {
     let body = json!({"symbol": "BTC-USD"});
     let first = order(&gw, &key, Some("durable-1"), &body).await;
     let first_body = first.bytes().await.expect("body");
-    let dir = gw.dir.clone();
-    let clock = gw.clock.clone();
-    let sqlite = dir.path().join("tollgate.db");
-    gw.stop().await;
-
-    let (upstream, addr) = common::start_upstream().await;
-    let config = common::test_config(addr, &sqlite);
-    let gw = TestGateway::start_on(config, upstream, dir, clock).await;
+    let gw = gw.restart(|_| {}).await;
     let again = order(&gw, &key, Some("durable-1"), &body).await;
     assert!(replayed(&again));
     assert_eq!(again.bytes().await.expect("body"), first_body);

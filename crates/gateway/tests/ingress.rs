@@ -580,14 +580,7 @@ async fn metrics_count_requests_by_route_and_code() {
 async fn keys_and_orgs_survive_a_restart() {
     let gw = TestGateway::start().await;
     let (_, _, key) = gw.org_and_key().await;
-    let dir = gw.dir.clone();
-    let clock = gw.clock.clone();
-    let sqlite = dir.path().join("tollgate.db");
-    gw.stop().await;
-
-    let (upstream, addr) = common::start_upstream().await;
-    let config = common::test_config(addr, &sqlite);
-    let gw = TestGateway::start_on(config, upstream, dir, clock).await;
+    let gw = gw.restart(|_| {}).await;
     assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
     gw.stop().await;
 }

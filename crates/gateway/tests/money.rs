@@ -431,17 +431,13 @@ async fn top_ups_and_adjustments_are_idempotent_by_reference_and_survive_restart
     assert_eq!(status, 201);
     assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
     assert_eq!(balance(&gw, &org).await["balance_micros"], 3500);
-    let dir = gw.dir.clone();
-    let clock = gw.clock.clone();
-    let sqlite = dir.path().join("tollgate.db");
-    gw.stop().await;
-
-    let (upstream, addr) = common::start_upstream().await;
-    let mut config = common::test_config(addr, &sqlite);
-    config
-        .plans
-        .insert("perreq".into(), toml::from_str(PER_REQUEST).expect("plan"));
-    let gw = TestGateway::start_on(config, upstream, dir, clock).await;
+    let gw = gw
+        .restart(|config| {
+            config
+                .plans
+                .insert("perreq".into(), toml::from_str(PER_REQUEST).expect("plan"));
+        })
+        .await;
     let b = balance(&gw, &org).await;
     assert_eq!(b["balance_micros"], 3500);
     assert_eq!(
@@ -686,14 +682,7 @@ async fn holds_are_priced_at_the_highest_tier_and_the_tier_position_survives_res
     );
 
     // After a restart the third order is priced in the second tier.
-    let dir = gw.dir.clone();
-    let clock = gw.clock.clone();
-    let sqlite = dir.path().join("tollgate.db");
-    gw.stop().await;
-    let (upstream, addr) = common::start_upstream().await;
-    let mut config = common::test_config(addr, &sqlite);
-    orders_up_to_three(&mut config);
-    let gw = TestGateway::start_on(config, upstream, dir, clock).await;
+    let gw = gw.restart(orders_up_to_three).await;
     top_up(&gw, &org, 101_000).await;
     let third = gw.post_write("/v1/orders", &key, "o-3", json!({})).await;
     assert_eq!(third.status(), 200);

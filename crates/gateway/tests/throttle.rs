@@ -560,15 +560,11 @@ async fn cycle_counts_survive_a_restart() {
     for _ in 0..2 {
         assert_eq!(gw.get("/v1/ticker", Some(&key)).await.status(), 200);
     }
-    let dir = gw.dir.clone();
-    let clock = gw.clock.clone();
-    let sqlite = dir.path().join("tollgate.db");
-    gw.stop().await;
-
-    let (upstream, addr) = common::start_upstream().await;
-    let mut config = common::test_config(addr, &sqlite);
-    config.plans.insert("q3".into(), plan(QUOTA_3));
-    let gw = TestGateway::start_on(config, upstream, dir, clock).await;
+    let gw = gw
+        .restart(|config| {
+            config.plans.insert("q3".into(), plan(QUOTA_3));
+        })
+        .await;
     assert_eq!(used(&usage(&gw, &org).await, "request"), 2);
     let refused = expect_problem(
         gw.get("/v1/ticker", Some(&key)).await,

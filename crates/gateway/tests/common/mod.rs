@@ -299,6 +299,19 @@ impl TestGateway {
     }
 
     /// Stops the gateway and waits for it to drain.
+    /// Stops this gateway and starts a new one on the same store and clock,
+    /// with the test configuration changed by `tweak`, and a new upstream.
+    pub async fn restart(self, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = self.dir.clone();
+        let clock = self.clock.clone();
+        let sqlite = dir.path().join("tollgate.db");
+        self.stop().await;
+        let (upstream, addr) = start_upstream().await;
+        let mut config = test_config(addr, &sqlite);
+        tweak(&mut config);
+        TestGateway::start_on(config, upstream, dir, clock).await
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
